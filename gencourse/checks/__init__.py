@@ -1,0 +1,1 @@
+"""Graded checks, one module per lab."""

@@ -1,0 +1,129 @@
+"""The `gencourse` command: `labs`, `grade` and `workflow`.
+
+    gencourse labs [--root DIR] [--check]      labs/ and the check manifest from solutions/
+    gencourse grade NOTEBOOK... [options]      score lab notebooks (see grading.py)
+    gencourse workflow                         print a GitHub Actions workflow for learners' repos
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gencourse import grading, labs
+
+GRADE_EPILOG = """\
+exit codes:
+  0  pass mark met (points earned / points possible, over all notebooks)
+  1  pass mark not met
+  2  bad command line
+  3  a notebook file is missing
+  4  a file is not JSON
+  5  a file is JSON but not a notebook
+  6  a notebook belongs to no known lab (by file name NN_name or by its check cells)
+  7  grader-internal trouble (the kernel cannot start, pytest crashed)
+With several notebooks all are graded; the exit code is the first problem's
+code, 7 before any other. Check statuses: passed, failed (AssertionError),
+errored (any other exception), not reached (timeout, kernel died),
+tampered (check cell changed: 0 points), missing (check cell deleted: 0 points).
+"""
+
+LABS_EPILOG = """\
+exit codes: 0 up to date (or written), 1 --check found differences,
+2 a solution notebook breaks the conventions (unbalanced regions, bad check metadata).
+"""
+
+
+def fraction(text):
+    """argparse type: a number between 0 and 1."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be a fraction between 0 and 1, e.g. 0.5")
+    return value
+
+
+def positive(text):
+    """argparse type: a number of seconds > 0."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a number of seconds > 0")
+    return value
+
+
+def parser():
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="gencourse", description="Tools of the gencourse course.")
+    sub = p.add_subparsers(dest="command", required=True)
+    lab = sub.add_parser("labs", help="generate labs/ and the check manifest from solutions/",
+                         epilog=LABS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lab.add_argument("--root", default=".", help="the course repository (default: the current folder)")
+    lab.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 naming every file that differs from a fresh generation")
+    g = sub.add_parser("grade", help="grade lab notebooks check by check",
+                       epilog=GRADE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
+    g.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    g.add_argument("--markdown", metavar="FILE", help="write a Markdown summary (e.g. for $GITHUB_STEP_SUMMARY)")
+    g.add_argument("--pass-mark", type=fraction, default=grading.DEFAULT_PASS_MARK, metavar="P",
+                   help="fraction of all points needed to pass, 0..1 (default %(default)s)")
+    g.add_argument("--cell-timeout", type=positive, default=grading.DEFAULT_CELL_TIMEOUT, metavar="S",
+                   help="seconds a cell may run (default %(default)g)")
+    g.add_argument("--timeout", type=positive, default=grading.DEFAULT_TIMEOUT, metavar="S",
+                   help="seconds a whole notebook may run (default %(default)g)")
+    g.add_argument("--manifest", help=argparse.SUPPRESS)  # tests: a manifest other than the package's
+    sub.add_parser("workflow", help="print the GitHub Actions workflow that grades labs on every push")
+    return p
+
+
+def run_labs(args):
+    """`gencourse labs`: write (or with --check, compare) labs and manifest."""
+    try:
+        files = labs.generate(args.root)
+    except labs.LabError as e:
+        print(f"gencourse labs: {e}", file=sys.stderr)
+        return 2
+    problems = labs.differences(args.root, files)
+    if args.check:
+        for problem in problems:
+            print(f"out of date: {problem}")
+        if problems:
+            print("run `make labs` (gencourse labs) and commit the result", file=sys.stderr)
+        return 1 if problems else 0
+    for path in labs.write(args.root, files):
+        print(f"wrote {path}")
+    for problem in problems:
+        if "orphan" in problem:
+            print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def run_grade(args):
+    """`gencourse grade`: grade, print a table, write the reports; return the exit code."""
+    try:
+        report = grading.grade(args.notebooks, args.manifest, args.pass_mark,
+                               args.cell_timeout, args.timeout)
+        print(grading.to_table(report))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        if args.markdown:
+            Path(args.markdown).write_text(grading.to_markdown(report), encoding="utf-8")
+    except Exception as e:  # the grader's own trouble: one clear line, never a traceback
+        print(f"gencourse grade: internal error: {type(e).__name__}: {grading.short(e)}", file=sys.stderr)
+        return grading.EXIT_INTERNAL
+    return report["exit_code"]
+
+
+def run_workflow(args):
+    """`gencourse workflow`: print the grading workflow template."""
+    sys.stdout.write((Path(__file__).parent / "templates" / "grade-labs.yml").read_text(encoding="utf-8"))
+    return 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    commands = {"labs": run_labs, "grade": run_grade, "workflow": run_workflow}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

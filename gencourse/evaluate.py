@@ -1,0 +1,270 @@
+"""How good is a generative model? Likelihoods, a digit classifier, Frechet distance, latency.
+
+Introduced in lab 00 and used by every chapter.
+- Likelihood models report negative log-likelihood in nats, or bits per
+  dimension: NLL / (D ln 2), comparable across image sizes.
+- Samples of digit models are judged by a small classifier trained here
+  (deterministically, cached): its confidence, the histogram of the classes
+  it sees, and the Frechet distance between the Gaussian statistics of its
+  penultimate features for samples and for real test digits -- the recipe of
+  FID (Heusel et al., 2017) with a digit network in place of Inception.
+  The raw distance depends on the features and on the sample count, so we also
+  report it as a ratio to the floor: the distance that the same number of
+  real held-out digits reach.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import data, runtime, validate
+
+IMAGE_SETS = {"digits": 8, "mnist": 28}  # data set -> image side
+
+
+# ----------------------------------------------------------------------------- likelihoods
+
+def bits_per_dim(nll_nats, num_dims: int):
+    """Convert a negative log-likelihood in nats per example into bits per dimension (lab 00).
+
+    bits/dim = NLL / (D ln 2). Works on floats and tensors alike.
+    """
+    validate.positive_int("num_dims", num_dims)
+    if isinstance(nll_nats, torch.Tensor):
+        validate.tensor("nll_nats", nll_nats, dtype="float")
+    elif not isinstance(nll_nats, (int, float)) or isinstance(nll_nats, bool):
+        raise TypeError(f"nll_nats must be a number or a float tensor, got {type(nll_nats).__name__}")
+    return nll_nats / (num_dims * math.log(2))
+
+
+@torch.no_grad()
+def nll(log_prob, dataset, batch_size: int = 256) -> float:
+    """Mean negative log-likelihood in nats per example of `dataset` under `log_prob` (lab 00).
+
+    log_prob maps a batch of examples (B, ...) to log-densities (B,).
+    """
+    if not callable(log_prob):
+        raise TypeError("log_prob must be a function from a batch (B, ...) to log-probabilities (B,)")
+    x = data_tensor(dataset)
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size]
+        lp = log_prob(chunk)
+        validate.tensor("log_prob(batch)", lp, shape=(len(chunk),), dtype="float")
+        total += -lp.double().sum().item()
+    return total / len(x)
+
+
+def data_tensor(dataset) -> torch.Tensor:
+    """The examples of a TensorDataset (its first tensor), or the tensor itself."""
+    if isinstance(dataset, torch.Tensor):
+        return dataset
+    if hasattr(dataset, "tensors"):
+        return dataset.tensors[0]
+    raise TypeError(f"expected a tensor or a TensorDataset, got {type(dataset).__name__}")
+
+
+# ----------------------------------------------------------------------------- digit classifier
+
+class DigitClassifier(nn.Module):
+    """A small CNN for (N, 1, S, S) digits in [0, 1]; `features` is its penultimate layer."""
+
+    def __init__(self, side: int):
+        super().__init__()
+        self.side = side
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.SiLU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+        )
+        self.hidden = nn.Sequential(nn.Linear(64 * 16, 128), nn.SiLU())
+        self.head = nn.Linear(128, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        validate.tensor("images", x, dtype="float", shape=(None, 1, self.side, self.side))
+        return self.hidden(self.conv(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _train_classifier(name: str) -> DigitClassifier:
+    """Deterministic: fixed seed, fixed order, CPU; about 5 s on digits."""
+    torch.manual_seed(0)
+    train = data.images(name, "train")
+    x, y = train.tensors
+    model = DigitClassifier(IMAGE_SETS[name])
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    epochs = 30 if name == "digits" else 3
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            xb = x[idx] + 0.05 * torch.randn(x[idx].shape, generator=g)  # a little noise: robust features
+            loss = F.cross_entropy(model(xb.clamp(0, 1)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+_CLASSIFIERS: dict[str, DigitClassifier] = {}
+
+
+def classifier(name: str = "digits") -> DigitClassifier:
+    """The digit classifier for 'digits' (8x8) or 'mnist' (28x28), trained on that set's training split.
+
+    Cached in memory and under the cache folder (GENCOURSE_CACHE or
+    ~/.cache/gencourse); retrained when the file is missing or unreadable.
+    """
+    validate.choice("name", name, IMAGE_SETS)
+    if name in _CLASSIFIERS:
+        return _CLASSIFIERS[name]
+    path = os.path.join(runtime.cache_dir(), f"classifier-{name}-v1.pt")
+    model = DigitClassifier(IMAGE_SETS[name])
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError, EOFError, ValueError):
+        model = _train_classifier(name)
+        torch.save(model.state_dict(), path)
+    _CLASSIFIERS[name] = model.eval()
+    return _CLASSIFIERS[name]
+
+
+def _name_for(images: torch.Tensor) -> str:
+    validate.tensor("images", images, ndim=4, dtype="float")
+    for name, side in IMAGE_SETS.items():
+        if tuple(images.shape[1:]) == (1, side, side):
+            return name
+    raise ValueError(f"images must have shape (N, 1, 8, 8) (digits) or (N, 1, 28, 28) (MNIST), got {tuple(images.shape)}")
+
+
+@torch.no_grad()
+def _batched(fn, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    x = images.detach().float().cpu().clamp(0, 1)
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def classify(images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, 10) that the digit classifier gives to images (lab 00)."""
+    model = classifier(_name_for(images))
+    return _batched(lambda x: model(x).softmax(dim=1), images)
+
+
+@dataclass
+class ClassReport:
+    confidence: float        # mean probability of the predicted class
+    histogram: list[int]     # how many images were classified as each digit 0..9
+
+    def __str__(self) -> str:
+        return f"confidence {self.confidence:.2f}, classes {self.histogram}"
+
+
+def class_report(images: torch.Tensor) -> ClassReport:
+    """Classifier confidence and class histogram of a batch of samples (lab 00).
+
+    Sharp, varied samples give high confidence and a flat histogram; a model
+    that collapsed onto a few modes shows up as spikes in the histogram.
+    """
+    probs = classify(images)
+    return ClassReport(float(probs.max(dim=1).values.mean()),
+                       torch.bincount(probs.argmax(dim=1), minlength=10).tolist())
+
+
+# ----------------------------------------------------------------------------- Frechet distance
+
+def _gaussian(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    f = feats.double()
+    return f.mean(dim=0), torch.cov(f.T)
+
+
+def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(a)
+    return vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
+
+
+def frechet_from_features(f1: torch.Tensor, f2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) between two feature sets (N, F)."""
+    validate.tensor("f1", f1, ndim=2, dtype="float")
+    validate.tensor("f2", f2, ndim=2, dtype="float")
+    if len(f1) < 2 or len(f2) < 2:
+        raise ValueError("the Frechet distance needs at least 2 examples per set")
+    mu1, s1 = _gaussian(f1)
+    mu2, s2 = _gaussian(f2)
+    r1 = _sqrtm_psd(s1)
+    cross = torch.linalg.eigvalsh(r1 @ s2 @ r1).clamp(min=0).sqrt().sum()  # tr (S1 S2)^(1/2)
+    return float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross)
+
+
+@dataclass
+class Frechet:
+    distance: float   # raw Frechet distance to the real test digits
+    floor: float      # what the same number of real held-out digits reach
+    n: int            # samples compared
+
+    @property
+    def ratio(self) -> float:
+        return self.distance / self.floor
+
+    def __str__(self) -> str:
+        return f"Frechet distance {self.distance:.1f} ({self.ratio:.1f}x the floor of {self.floor:.1f} for {self.n} real digits)"
+
+
+_FLOORS: dict[tuple[str, int], float] = {}
+
+
+def _real_features(name: str):
+    model = classifier(name)
+    test = data.images(name, "test").tensors[0]
+    held_out = torch.cat([data.images(name, s).tensors[0] for s in ("val", "train")])
+    return _batched(model.features, test), _batched(model.features, held_out)
+
+
+def frechet_distance(samples: torch.Tensor) -> Frechet:
+    """Frechet distance between samples and the real test split, in the classifier's features (lab 00).
+
+    Samples are digits (N, 1, 8, 8) or MNIST (N, 1, 28, 28) in [0, 1] (values
+    outside are clipped). The floor compares the first N real held-out images
+    (validation, then training split) with the same test split.
+    """
+    name = _name_for(samples)
+    test_f, held_f = _real_features(name)
+    n = len(samples)
+    if n < 2 or n > len(held_f):
+        raise ValueError(f"samples must hold between 2 and {len(held_f)} images for a floor to compare with, got {n}")
+    if (name, n) not in _FLOORS:
+        _FLOORS[(name, n)] = frechet_from_features(held_f[:n], test_f)
+    distance = frechet_from_features(_batched(classifier(name).features, samples), test_f)
+    return Frechet(distance, _FLOORS[(name, n)], n)
+
+
+# ----------------------------------------------------------------------------- speed
+
+def sampling_latency(fn, n: int, warmup: int = 1, repeats: int = 3) -> float:
+    """Milliseconds per sample of `fn(n)`, the median of `repeats` timed calls after `warmup` (lab 00).
+
+    `fn` must draw n samples; the first calls are not timed, so one-off costs
+    (allocation, caching) do not count. On CUDA the clock waits for the GPU.
+    """
+    if not callable(fn):
+        raise TypeError("fn must be a function that draws n samples, e.g. lambda n: model.sample(n)")
+    validate.positive_int("n", n)
+    validate.positive_int("repeats", repeats)
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn(n)
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            fn(n)
+            sync()
+            times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2] / n

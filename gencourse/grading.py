@@ -1,0 +1,383 @@
+"""`gencourse grade`: score learners' lab notebooks check by check.
+
+Each notebook is run with nbval in lax mode (`pytest --nbval-lax`) in a
+subprocess, on a copy in a temporary folder (the learner's file is only read),
+with `GENCOURSE_PROFILE=fast` unless the variable is already set, a timeout
+per cell and one per notebook. A small pytest plugin (grade_plugin.py)
+records each cell's outcome. The checks a lab must contain, their points and
+the hash of their source come from gencourse/checks/manifest.json, written by
+`gencourse labs` from the solutions; a notebook's lab is found by its file
+name (NN_name.ipynb), or else by the check ids in its cells' metadata.
+
+Each check gets one status:
+
+    passed       the check cell ran without error               points
+    failed       it raised AssertionError                       0
+    errored      it raised anything else (NotImplementedError,  0
+                 NameError, ... from the learner's code)
+    not reached  the kernel died, or the cell or notebook       0
+                 timed out, before the check finished
+    tampered     its source differs from the solution's         0, flagged
+    missing      no cell carries the check's id                 0
+
+Exit codes (documented in `gencourse grade --help` too):
+
+    0  the pass mark was met (points earned / points possible >= pass mark,
+       over all notebooks; default 0.5)
+    1  the pass mark was not met
+    2  bad command line
+    3  a notebook file is missing
+    4  a file is not JSON
+    5  a file is JSON but not a notebook
+    6  a notebook belongs to no known lab
+    7  grader-internal trouble (the kernel cannot start, pytest crashed)
+
+When several notebooks are graded, the others are still graded and
+reported; the exit code is the first problem's code (7 wins over all).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from gencourse import labs
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_MISSING, EXIT_NOT_JSON, EXIT_NOT_NOTEBOOK, EXIT_UNKNOWN_LAB, EXIT_INTERNAL = 3, 4, 5, 6, 7
+DEFAULT_PASS_MARK = 0.5
+DEFAULT_CELL_TIMEOUT = 600.0  # seconds per cell
+DEFAULT_TIMEOUT = 1800.0  # seconds per notebook
+KERNEL_STARTUP = 60.0  # seconds nbval waits for the kernel to start
+MESSAGE_CHARS = 300  # a check's message is cut to this length
+
+
+class InputProblem(Exception):
+    """A notebook that cannot be graded; `code` is the exit code it maps to."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class CheckResult:
+    id: str
+    exercise: int
+    max_points: int
+    status: str = "not reached"
+    message: str = ""
+    points: int = 0
+
+
+@dataclass
+class NotebookReport:
+    path: str
+    lab: str = None
+    checks: list = field(default_factory=list)
+    problem: str = None  # why the notebook could not be graded (or trouble while running)
+    exit_code: int = EXIT_PASS  # nonzero when the notebook could not be graded
+    cell_errors: list = field(default_factory=list)  # errors in non-check cells
+    seconds: float = 0.0
+
+    @property
+    def points(self):
+        return sum(c.points for c in self.checks)
+
+    @property
+    def max_points(self):
+        return sum(c.max_points for c in self.checks)
+
+
+# ---------------------------------------------------------------- inputs
+
+def load_manifest(path=None):
+    """The check manifest: lab stem -> {check id -> {sha256, points, exercise}}."""
+    path = Path(path) if path else Path(__file__).parent / "checks" / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_notebook(path):
+    """The notebook at path (nbformat 4); InputProblem if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputProblem(EXIT_MISSING, f"{path}: no such file")
+    try:
+        data = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputProblem(EXIT_NOT_JSON, f"{path}: not a notebook, the file is not valid JSON ({e})")
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise InputProblem(EXIT_NOT_NOTEBOOK, f"{path}: JSON, but not a Jupyter notebook (no 'cells' list)")
+    try:
+        nb = nbformat.reads(json.dumps(data), as_version=4)
+        nbformat.validate(nb)
+    except Exception as e:  # nbformat raises several kinds
+        raise InputProblem(EXIT_NOT_NOTEBOOK, f"{path}: not a valid notebook ({short(e)})")
+    return nb
+
+
+def identify_lab(path, nb, manifest):
+    """The manifest key of a notebook: its file stem, else the lab sharing most check ids."""
+    stem = Path(path).stem
+    if stem in manifest:
+        return stem
+    ids = {meta["check"] for _, _, meta in labs.check_cells(nb) if isinstance(meta["check"], str)}
+    overlap = {lab: len(ids & set(checks)) for lab, checks in manifest.items()}
+    best = max(overlap, key=overlap.get, default=None)
+    if best is None or overlap[best] == 0:
+        raise InputProblem(EXIT_UNKNOWN_LAB, f"{path}: not a known lab (expected one of "
+                           f"{', '.join(sorted(manifest)) or 'none'}, by name or by its check cells)")
+    return best
+
+
+def find_checks(nb, entry):
+    """For each expected check: its code-cell index, or a final CheckResult if tampered/missing."""
+    found = {}
+    for index, cell, meta in labs.check_cells(nb):
+        found.setdefault(meta["check"], (index, cell))
+    located, results = {}, {}
+    for check_id, spec in entry.items():
+        result = CheckResult(check_id, spec["exercise"], spec["points"])
+        results[check_id] = result
+        if check_id not in found:
+            result.status, result.message = "missing", "the check cell was deleted (or its metadata was)"
+        elif labs.source_hash(found[check_id][1].source) != spec["sha256"]:
+            result.status, result.message = "tampered", "the check cell's code was changed: restore it from the lab"
+        else:
+            located[found[check_id][0]] = result
+    return located, list(results.values())
+
+
+# ---------------------------------------------------------------- running
+
+def prepared_copy(nb, folder):
+    """Write the notebook to run into folder: outputs cleared, nbval tags off check cells."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if "gencourse" in cell.metadata:
+                cell.metadata.pop("tags", None)  # e.g. raises-exception would hide a failure
+    path = Path(folder) / "notebook.ipynb"
+    path.write_text(nbformat.writes(nb), encoding="utf-8")
+    return path
+
+
+def pytest_command(path, results, cell_timeout, timeout):
+    """The pytest command line that runs one notebook under nbval and our plugin."""
+    return [sys.executable, "-m", "pytest", "-p", "nbval.plugin", "-p", "gencourse.grade_plugin",
+            "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+            f"--nbval-cell-timeout={cell_timeout}", f"--nbval-kernel-startup-timeout={KERNEL_STARTUP}",
+            f"--gencourse-results={results}", f"--gencourse-timeout={timeout}",
+            "-c", str(path.parent / "pytest.ini"), "--rootdir", str(path.parent),
+            "-q", "--tb=no", "--no-header", "-W", "ignore", path.name]
+
+
+def subprocess_env():
+    """The environment of the run: fast profile by default, no outside pytest options."""
+    env = dict(os.environ)
+    env.setdefault("GENCOURSE_PROFILE", "fast")
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER"):
+        env.pop(name, None)
+    return env
+
+
+def run_notebook(nb, cell_timeout, timeout):
+    """Run nb under nbval in a temp folder; return ({code cell: record}, trouble or None)."""
+    with tempfile.TemporaryDirectory(prefix="gencourse-grade-") as folder:
+        path = prepared_copy(nb, folder)
+        (path.parent / "pytest.ini").write_text("[pytest]\n")
+        results, log = Path(folder) / "results.jsonl", Path(folder) / "pytest.log"
+        command = pytest_command(path, results, cell_timeout, timeout)
+        with open(log, "wb") as out:
+            rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30)
+        records = read_records(results)
+        tail = log.read_bytes()[-1500:].decode("utf-8", "replace")
+    if rc not in (0, 1, 5, None):
+        return records, f"pytest stopped with exit code {rc}: {tail.strip()[-600:]}"
+    if records and all(r["phase"] == "setup" and r["exc"] for r in records.values()):
+        return records, f"the kernel could not start: {next(iter(records.values()))['exc']}"
+    return records, None
+
+
+def run_killable(command, cwd, out, limit):
+    """Run command with a hard time limit; its process group is killed past it. None if killed."""
+    proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                            env=subprocess_env(), start_new_session=True)
+    try:
+        return proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+def read_records(path):
+    """The plugin's JSON lines as {code cell index: record}."""
+    if not path.exists():
+        return {}
+    records = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a kill
+        records[record["cell"]] = record
+    return records
+
+
+def verdict(record, cell_timeout):
+    """(status, message) of a check cell from its plugin record (None: never ran)."""
+    if record is None:
+        return "not reached", "the notebook stopped before this check (see the notebook's problems)"
+    if record["skipped"]:
+        return "not reached", record["skipped"]
+    if record["timed_out"]:
+        return "not reached", f"timed out (cell limit {cell_timeout:g} s, or the notebook's): an endless loop?"
+    if record["kernel_died"]:
+        return "not reached", "the kernel died before this check finished (a crash, or exit() in the code)"
+    if record["error"]:
+        error = record["error"]
+        status = "failed" if error["ename"] == "AssertionError" else "errored"
+        return status, short(f"{error['ename']}: {error['evalue']}")
+    if record["exc"]:
+        return "errored", short(record["exc"])
+    return "passed", ""
+
+
+def cell_problems(records, check_cells, cell_timeout, limit=5):
+    """Short descriptions of errors in cells that are not checks (syntax errors, crashes)."""
+    problems = []
+    for index in sorted(records):
+        record = records[index]
+        if index in check_cells:
+            continue
+        status, message = verdict(record, cell_timeout)
+        if status != "passed":
+            problems.append(f"code cell {index}: {message}")
+    return problems[:limit]
+
+
+# ---------------------------------------------------------------- grading
+
+def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT):
+    """The NotebookReport of one notebook; never raises for bad notebooks."""
+    report, start = NotebookReport(str(path)), time.monotonic()
+    try:
+        nb = read_notebook(path)
+        report.lab = identify_lab(path, nb, manifest)
+    except InputProblem as e:
+        report.problem, report.exit_code = str(e), e.code
+        stem = Path(path).stem
+        if stem in manifest:  # a known lab that is broken still counts its points as lost
+            report.lab = stem
+            report.checks = [CheckResult(i, s["exercise"], s["points"], "not reached", "the notebook could not be read")
+                             for i, s in manifest[stem].items()]
+        return report
+    located, report.checks = find_checks(nb, manifest[report.lab])
+    records, trouble = run_notebook(nb, cell_timeout, timeout)
+    for index, result in located.items():
+        result.status, result.message = verdict(records.get(index), cell_timeout)
+        result.points = result.max_points if result.status == "passed" else 0
+    report.cell_errors = cell_problems(records, located, cell_timeout)
+    if trouble:
+        report.problem, report.exit_code = short(trouble, 1000), EXIT_INTERNAL
+    report.seconds = round(time.monotonic() - start, 1)
+    return report
+
+
+def grade(paths, manifest=None, pass_mark=DEFAULT_PASS_MARK,
+          cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT):
+    """Grade notebooks; return the whole report as a JSON-able dict (with its exit code)."""
+    manifest = manifest if isinstance(manifest, dict) else load_manifest(manifest)
+    notebooks = [grade_notebook(p, manifest, cell_timeout, timeout) for p in paths]
+    points = sum(n.points for n in notebooks)
+    max_points = sum(n.max_points for n in notebooks)
+    score = points / max_points if max_points else 1.0
+    report = {"points": points, "max_points": max_points, "score": round(score, 4),
+              "pass_mark": pass_mark, "passed": score >= pass_mark,
+              "notebooks": [notebook_dict(n) for n in notebooks]}
+    report["exit_code"] = exit_code(notebooks, report["passed"])
+    return report
+
+
+def notebook_dict(n):
+    """A NotebookReport as a JSON-able dict, with its totals."""
+    d = asdict(n)
+    d["points"], d["max_points"] = n.points, n.max_points
+    return d
+
+
+def exit_code(notebooks, passed):
+    """7 if any grader trouble, else the first input problem's code, else 0/1."""
+    codes = [n.exit_code for n in notebooks if n.exit_code]
+    if EXIT_INTERNAL in codes:
+        return EXIT_INTERNAL
+    return codes[0] if codes else (EXIT_PASS if passed else EXIT_FAIL)
+
+
+def short(text, limit=MESSAGE_CHARS):
+    """text on one line, cut to limit characters."""
+    text = re.sub(r"\s+", " ", str(text)).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------- reports
+
+ICONS = {"passed": "✅", "failed": "❌", "errored": "💥", "not reached": "⏱️",
+         "tampered": "🚫", "missing": "❓"}
+
+
+def to_markdown(report):
+    """The report as Markdown for a GitHub job summary."""
+    verdict_line = "passed" if report["passed"] else "not passed"
+    lines = [f"## Lab grades: {report['points']}/{report['max_points']} points "
+             f"({report['score']:.0%}, pass mark {report['pass_mark']:.0%}): {verdict_line}", ""]
+    for n in report["notebooks"]:
+        lines += notebook_markdown(n)
+    return "\n".join(lines) + "\n"
+
+
+def notebook_markdown(n):
+    """One notebook's section: title, problems, then a table of its checks."""
+    lines = [f"### `{n['path']}` ({n['lab'] or 'unknown lab'}): {n['points']}/{n['max_points']} points", ""]
+    if n["problem"]:
+        lines += [f"> **Problem:** {md_cell(n['problem'])}", ""]
+    lines += [f"- {md_cell(e)}" for e in n["cell_errors"]] + ([""] if n["cell_errors"] else [])
+    if n["checks"]:
+        lines += ["| Check | Exercise | Status | Points | Message |", "|---|---|---|---|---|"]
+        for c in n["checks"]:
+            lines.append(f"| `{c['id']}` | {c['exercise']} | {ICONS[c['status']]} {c['status']} "
+                         f"| {c['points']}/{c['max_points']} | {md_cell(c['message'])} |")
+        lines.append("")
+    return lines
+
+
+def md_cell(text):
+    """text made safe inside a Markdown table cell."""
+    return short(text).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def to_table(report):
+    """A short plain-text table for the terminal."""
+    lines = []
+    for n in report["notebooks"]:
+        lines.append(f"{n['path']} [{n['lab'] or 'unknown lab'}]  {n['points']}/{n['max_points']}")
+        if n["problem"]:
+            lines.append(f"  problem: {short(n['problem'], 200)}")
+        for c in n["checks"]:
+            lines.append(f"  {c['status']:<12}{c['points']:>3}/{c['max_points']:<3} {c['id']}"
+                         + (f"  {short(c['message'], 100)}" if c["message"] else ""))
+    verdict_line = "PASSED" if report["passed"] else "NOT PASSED"
+    lines.append(f"total {report['points']}/{report['max_points']} ({report['score']:.0%}, "
+                 f"pass mark {report['pass_mark']:.0%}): {verdict_line}")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""Generate student labs from solution notebooks, and the check manifest.
+
+`solutions/NN_name.ipynb` is the only notebook a person edits. Code that
+learners must write sits between two comment lines, indented like the code
+around them:
+
+    # BEGIN SOLUTION: what to write
+    # HINT: an optional hint, kept in the lab
+    x = the_answer()
+    # END SOLUTION
+
+`gencourse labs` writes `labs/NN_name.ipynb` in which region k of lab N becomes
+the hint lines, then `raise NotImplementedError("Exercise N.k: what to write")`
+(regions are numbered 1, 2, ... in order of appearance). Outputs and execution
+counts are cleared and a first markdown cell says the file is generated. The
+output is byte-stable: the same solution always gives the same bytes.
+
+Check cells are code cells with metadata
+`{"gencourse": {"check": "<lab>.<name>", "points": <int>, "exercise": <k>}}`.
+Their ids, points, exercises and source hashes go to
+`gencourse/checks/manifest.json`, which the grader (grading.py) trusts.
+`gencourse labs --check` writes nothing and reports every lab (and the
+manifest) that differs from a fresh generation.
+"""
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+BEGIN = re.compile(r"^(?P<indent>[ \t]*)# BEGIN SOLUTION(?::[ \t]*(?P<what>.*?))?[ \t]*$")
+BEGIN_LINES = re.compile(r"^[ \t]*# BEGIN SOLUTION", re.MULTILINE)
+END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
+HINT = re.compile(r"^[ \t]*# HINT:")
+STEM = re.compile(r"^(?P<number>\d\d)_\w+$")
+MANIFEST = Path("gencourse") / "checks" / "manifest.json"
+
+HEADER = """\
+**Generated file.** This lab is generated from `solutions/{stem}.ipynb` by
+`gencourse labs`; do not edit it by hand. Maintainers: edit the solution and
+run `make labs`. Learners: fill in every cell that raises `NotImplementedError`,
+then run the check cells."""
+
+
+class LabError(ValueError):
+    """A solution notebook breaks the conventions (unbalanced region, bad check metadata)."""
+
+
+@dataclass
+class Region:
+    """One exercise region: its number k, what to write, the solution lines."""
+    k: int
+    what: str
+    cell_index: int
+    lines: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- regions
+
+def exercise_message(lab_number, k, what):
+    """The NotImplementedError text of exercise N.k."""
+    return f"Exercise {lab_number}.{k}: {what}" if what else f"Exercise {lab_number}.{k}"
+
+
+def todo_lines(indent, lab_number, k, what, hints):
+    """What replaces a region: the hints, then the raise, at the region's indent."""
+    text = exercise_message(lab_number, k, what).replace("\\", "\\\\").replace('"', '\\"')
+    out = [indent + h.lstrip() for h in hints]
+    return out + [f'{indent}raise NotImplementedError("{text}")']
+
+
+def transform_source(source, lab_number, first_k, filled=(), where="cell"):
+    """Replace the regions of one cell's source; return (new source, regions).
+
+    Regions whose number is in `filled` keep their solution code (without the
+    marker and hint lines): that is how tests build "one exercise done" labs.
+    """
+    out, regions, current, indent = [], [], None, ""
+    for line in source.split("\n"):
+        begin, end = BEGIN.match(line), END.match(line)
+        if begin:
+            if current is not None:
+                raise LabError(f"{where}: nested '# BEGIN SOLUTION'")
+            indent = begin.group("indent")
+            current = Region(first_k + len(regions), begin.group("what") or "", -1)
+        elif end:
+            if current is None:
+                raise LabError(f"{where}: '# END SOLUTION' without '# BEGIN SOLUTION'")
+            out += region_output(current, indent, lab_number, filled)
+            regions.append(current)
+            current = None
+        elif current is not None:
+            current.lines.append(line)
+        else:
+            out.append(line)
+    if current is not None:
+        raise LabError(f"{where}: '# BEGIN SOLUTION' without '# END SOLUTION'")
+    return "\n".join(out), regions
+
+
+def region_output(region, indent, lab_number, filled):
+    """The lines a region becomes in the lab: its code if filled, else the TODO."""
+    hints = [line for line in region.lines if HINT.match(line)]
+    if region.k in filled:
+        return [line for line in region.lines if not HINT.match(line)]
+    return todo_lines(indent, lab_number, region.k, region.what, hints)
+
+
+# ---------------------------------------------------------------- notebooks
+
+def lab_number(stem):
+    """N of a lab called NN_name; LabError for any other name."""
+    match = STEM.match(stem)
+    if not match:
+        raise LabError(f"{stem}.ipynb: solution names must look like NN_name.ipynb")
+    return int(match.group("number"))
+
+
+def cell_id(cell, index):
+    """A solution cell's id, or a stable one derived from its position."""
+    return cell.get("id") or f"cell-{index}"
+
+
+def make_lab(solution, stem, filled=()):
+    """The lab notebook (a NotebookNode) for a solution notebook; pure function."""
+    number = lab_number(stem)
+    lab = nbformat.v4.new_notebook()
+    lab.nbformat_minor = max(5, solution.get("nbformat_minor", 5))
+    lab.metadata = copy.deepcopy({k: v for k, v in solution.metadata.items() if k != "widgets"})
+    header = nbformat.v4.new_markdown_cell(HEADER.format(stem=stem))
+    header.id = "gencourse-generated"
+    lab.cells.append(header)
+    k = 1
+    for index, cell in enumerate(solution.cells):
+        new = copy.deepcopy(cell)
+        new.id = cell_id(cell, index)
+        new.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            where = f"{stem}.ipynb, code cell {index}"
+            new.source, regions = transform_source(cell.source, number, k, filled, where)
+            k += len(regions)
+            new.outputs, new.execution_count = [], None
+        lab.cells.append(new)
+    return lab
+
+
+def to_bytes(nb):
+    """A notebook's file bytes in nbformat's fixed layout (sorted keys, indent 1)."""
+    text = nbformat.writes(nb, version=4)
+    return (text if text.endswith("\n") else text + "\n").encode("utf-8")
+
+
+def count_regions(nb):
+    """How many exercise regions a solution notebook has."""
+    return sum(len(BEGIN_LINES.findall(c.source)) for c in nb.cells if c.cell_type == "code")
+
+
+# ---------------------------------------------------------------- manifest
+
+def source_hash(source):
+    """sha256 of a cell source with trailing whitespace stripped from each line."""
+    normal = "\n".join(line.rstrip() for line in source.splitlines())
+    return hashlib.sha256(normal.encode("utf-8")).hexdigest()
+
+
+def check_cells(nb):
+    """(code cell index, cell, metadata) for each cell marked as a graded check."""
+    found, code_index = [], 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        meta = cell.get("metadata", {}).get("gencourse")
+        if isinstance(meta, dict) and "check" in meta:
+            found.append((code_index, cell, meta))
+        code_index += 1
+    return found
+
+
+def lab_checks(lab, stem, n_exercises):
+    """Manifest entry of one lab: check id -> {sha256, points, exercise}; validated."""
+    entry = {}
+    for index, cell, meta in check_cells(lab):
+        where = f"{stem}.ipynb, check cell {meta.get('check')!r}"
+        validate_check(meta, cell.source, n_exercises, where)
+        if meta["check"] in entry:
+            raise LabError(f"{where}: the same check id is used twice")
+        entry[meta["check"]] = {"sha256": source_hash(cell.source),
+                                "points": meta["points"], "exercise": meta["exercise"]}
+    return entry
+
+
+def validate_check(meta, source, n_exercises, where):
+    """Raise LabError unless a check cell's metadata follows the convention."""
+    check, points, k = meta.get("check"), meta.get("points"), meta.get("exercise")
+    if not isinstance(check, str) or not re.fullmatch(r"\w+\.\w+", check):
+        raise LabError(f"{where}: 'check' must look like '<lab>.<name>'")
+    if not isinstance(points, int) or isinstance(points, bool) or points < 0:
+        raise LabError(f"{where}: 'points' must be an integer >= 0")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n_exercises:
+        raise LabError(f"{where}: 'exercise' must be an exercise number 1..{n_exercises}")
+    if not re.search(r"\b" + check.split(".")[1] + r"\s*\(", source):
+        raise LabError(f"{where}: the cell does not call {check.split('.')[1]}(...)")
+    if BEGIN_LINES.search(source):
+        raise LabError(f"{where}: a check cell cannot hold a solution region")
+
+
+def manifest_bytes(manifest):
+    """The manifest file's bytes (sorted keys, indent 2)."""
+    return (json.dumps(manifest, sort_keys=True, indent=2) + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------- the repo
+
+def generate(root):
+    """Every lab and the manifest, as {relative path: bytes}; writes nothing."""
+    root, files, manifest = Path(root), {}, {}
+    for path in sorted((root / "solutions").glob("*.ipynb")):
+        solution = nbformat.read(path, as_version=4)
+        lab = make_lab(solution, path.stem)
+        files[Path("labs") / path.name] = to_bytes(lab)
+        manifest[path.stem] = lab_checks(lab, path.stem, count_regions(solution))
+    files[MANIFEST] = manifest_bytes(manifest)
+    return files
+
+
+def differences(root, files):
+    """Relative paths (as text, with the reason) that differ from `files`."""
+    root, problems = Path(root), []
+    for rel, data in files.items():
+        target = root / rel
+        if not target.exists():
+            problems.append(f"{rel}: missing")
+        elif target.read_bytes() != data:
+            problems.append(f"{rel}: differs from a fresh generation")
+    for path in sorted((root / "labs").glob("*.ipynb")):
+        if Path("labs") / path.name not in files:
+            problems.append(f"labs/{path.name}: orphan (no solutions/{path.name})")
+    return problems
+
+
+def write(root, files):
+    """Write the generated files under root; return the paths that changed."""
+    changed = []
+    for rel, data in files.items():
+        target = Path(root) / rel
+        if not target.exists() or target.read_bytes() != data:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            changed.append(str(rel))
+    return changed

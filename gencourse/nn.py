@@ -1,0 +1,123 @@
+"""Building blocks shared by the families: MLP, conv blocks, time embedding, a small UNet.
+
+Introduced in lab 00; the UNet serves the diffusion chapter. The sinusoidal
+embedding is the positional encoding of Vaswani et al. (2017), used for
+diffusion timesteps as in Ho et al. (2020). The UNet follows Ronneberger et
+al. (2015) in miniature: two resolutions, skip connections, and an embedding
+(time, optionally class) added inside every block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import validate
+
+
+class MLP(nn.Sequential):
+    """in_dim -> [hidden] * depth -> out_dim, with SiLU between linear layers (lab 00)."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, depth: int = 2):
+        for name, v in (("in_dim", in_dim), ("hidden", hidden), ("out_dim", out_dim), ("depth", depth)):
+            validate.positive_int(name, v)
+        dims = [in_dim] + [hidden] * depth + [out_dim]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(dims) - 2:
+                layers.append(nn.SiLU())
+        super().__init__(*layers)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Scalar positions or timesteps t (B,) -> (B, dim) features of sines and cosines (lab 00).
+
+    Frequencies fall geometrically from 1 to 1/max_period, so nearby t get
+    similar codes and the network can read both coarse and fine position.
+    """
+
+    def __init__(self, dim: int, max_period: float = 10_000.0):
+        super().__init__()
+        validate.positive_int("dim", dim)
+        if dim % 2:
+            raise ValueError(f"dim must be even (half sines, half cosines), got {dim}")
+        self.dim, self.max_period = dim, max_period
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        validate.tensor("t", t, ndim=1)
+        half = self.dim // 2
+        freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, device=t.device) / half)
+        angles = t.float()[:, None] * freqs[None, :]  # (B, half)
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ConvBlock(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and SiLU, an optional embedding added in between,
+    and a residual connection (lab 00)."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int | None = None, groups: int = 8):
+        super().__init__()
+        g = math.gcd(groups, out_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm1 = nn.GroupNorm(g, out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.norm2 = nn.GroupNorm(g, out_ch)
+        self.emb = nn.Linear(emb_dim, out_ch) if emb_dim else None
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        h = F.silu(self.norm1(self.conv1(x)))
+        if self.emb is not None:
+            if emb is None:
+                raise ValueError("this ConvBlock was built with emb_dim, so forward needs emb (B, emb_dim)")
+            h = h + self.emb(emb)[:, :, None, None]
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.skip(x)
+
+
+class TinyUNet(nn.Module):
+    """A two-level UNet for 8x8 and 28x28 images, conditioned on a timestep and optionally a class.
+
+    x (B, C, H, W), t (B,) -> (B, C, H, W). H and W must be even (8 -> 4, 28 -> 14).
+    With num_classes set, label y (B,) in [0, num_classes] is embedded; the extra
+    index num_classes means "no label", for classifier-free guidance (chapter 2).
+    """
+
+    def __init__(self, channels: int = 1, base: int = 32, emb_dim: int = 64, num_classes: int | None = None):
+        super().__init__()
+        self.channels, self.num_classes = channels, num_classes
+        self.time = nn.Sequential(SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
+                                  nn.Linear(emb_dim, emb_dim))
+        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.inp = nn.Conv2d(channels, base, 3, padding=1)
+        self.down1 = ConvBlock(base, base, emb_dim)
+        self.down2 = ConvBlock(base, 2 * base, emb_dim)
+        self.mid = ConvBlock(2 * base, 2 * base, emb_dim)
+        self.up2 = ConvBlock(4 * base, base, emb_dim)
+        self.up1 = ConvBlock(2 * base, base, emb_dim)
+        self.out = nn.Conv2d(base, channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)  # start by predicting zero: a stable first step
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        validate.tensor("x", x, ndim=4, dtype="float")
+        if x.shape[1] != self.channels or x.shape[2] % 2 or x.shape[3] % 2:
+            raise ValueError(f"x must have shape (B, {self.channels}, H, W) with even H and W, got {tuple(x.shape)}")
+        validate.tensor("t", t, shape=(x.shape[0],))
+        emb = self.time(t)
+        if self.label is not None:
+            if y is None:
+                raise ValueError("this UNet is class-conditional: pass labels y (B,), or num_classes for 'no label'")
+            validate.tensor("y", y, shape=(x.shape[0],), dtype="int", low=0, high=self.num_classes)
+            emb = emb + self.label(y)
+        h1 = self.down1(self.inp(x), emb)                 # (B, base, H, W)
+        h2 = self.down2(F.avg_pool2d(h1, 2), emb)        # (B, 2base, H/2, W/2)
+        h = self.mid(h2, emb)
+        h = self.up2(torch.cat([h, h2], dim=1), emb)      # (B, base, H/2, W/2)
+        h = F.interpolate(h, scale_factor=2, mode="nearest")
+        h = self.up1(torch.cat([h, h1], dim=1), emb)      # (B, base, H, W)
+        return self.out(h)

@@ -1,0 +1,162 @@
+"""Figures for labs and the book: image grids, 2-D scatter and density, loss curves, animations.
+
+Introduced in lab 00. Each function draws on an `ax` you pass (or a new
+figure) and returns the figure, so the book and the labs share one look.
+Animations come back as HTML from matplotlib's `to_jshtml`, which plays in a
+notebook and in the static book alike (widgets do not).
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib import animation
+
+from . import validate
+
+
+def _axes(ax, figsize=(4, 4)):
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> one (H', W', C) image with `pad` pixels of white between tiles."""
+    n, c, h, w = images.shape
+    ncol = math.ceil(n / nrow)
+    canvas = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top:top + h, left:left + w] = images[i]
+    return canvas.permute(1, 2, 0)
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, ax=None, title: str | None = None):
+    """Tile a batch of images (N, C, H, W) with values in [0, 1] into one picture (lab 00).
+
+    Values slightly outside [0, 1] (samples of a model) are clipped for display.
+    """
+    validate.tensor("images", images, ndim=4, dtype="float")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels (N, C, H, W), got shape {tuple(images.shape)}")
+    images = images.detach().float().cpu().clamp(0, 1)
+    nrow = nrow or max(1, round(math.sqrt(len(images))))
+    fig, ax = _axes(ax)
+    grid = _grid(images, nrow)
+    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray_r", vmin=0, vmax=1,
+              interpolation="nearest")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def scatter2d(points: torch.Tensor, ax=None, title: str | None = None, lim: float = 4.0, **kwargs):
+    """Scatter (N, 2) points on a square window [-lim, lim]^2 (lab 00)."""
+    validate.tensor("points", points, ndim=2, dtype="float", shape=(None, 2))
+    fig, ax = _axes(ax)
+    p = points.detach().cpu()
+    ax.scatter(p[:, 0], p[:, 1], s=kwargs.pop("s", 2), alpha=kwargs.pop("alpha", 0.5), **kwargs)
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xticks=[], yticks=[])
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def density2d(log_prob, ax=None, title: str | None = None, lim: float = 4.0, resolution: int = 120):
+    """Shade exp(log_prob) on a grid over [-lim, lim]^2; `log_prob` maps (M, 2) -> (M,) (lab 00)."""
+    if not callable(log_prob):
+        raise TypeError(f"log_prob must be a function from (M, 2) points to (M,) log-densities, got {type(log_prob).__name__}")
+    axis = torch.linspace(-lim, lim, resolution)
+    xx, yy = torch.meshgrid(axis, axis, indexing="xy")
+    with torch.no_grad():
+        lp = log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))
+    validate.tensor("log_prob(grid)", lp, shape=(resolution * resolution,))
+    fig, ax = _axes(ax)
+    ax.imshow(lp.exp().reshape(resolution, resolution).cpu(), origin="lower", cmap="viridis",
+              extent=(-lim, lim, -lim, lim))
+    ax.set(xticks=[], yticks=[], aspect="equal")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def loss_curves(history: dict[str, list[float]], ax=None, title: str | None = None, smooth: int = 1,
+                logy: bool = False):
+    """Plot each named series of a training history against its step (lab 00).
+
+    `history` maps a name to per-step values; `smooth` averages over a
+    trailing window so that noisy minibatch losses read as a trend.
+    """
+    if not isinstance(history, dict) or not history:
+        raise TypeError("history must be a non-empty dict mapping a name to a list of values")
+    validate.positive_int("smooth", smooth)
+    fig, ax = _axes(ax, figsize=(6, 3.5))
+    for name, values in history.items():
+        v = torch.as_tensor(values, dtype=torch.float64)
+        if smooth > 1 and len(v) >= smooth:
+            v = v.unfold(0, smooth, 1).mean(dim=1)
+            ax.plot(range(smooth, smooth + len(v)), v, label=name)
+        else:
+            ax.plot(range(1, len(v) + 1), v, label=name)
+    ax.set(xlabel="step", ylabel="value")
+    if logy:
+        ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def strip(frames: list[torch.Tensor], labels: list[str] | None = None, title: str | None = None):
+    """A row of panels, one per stage of a process (noising, sampling, interpolation).
+
+    Each frame is either an image batch (N, C, H, W) or a point cloud (N, 2).
+    """
+    if not frames:
+        raise ValueError("frames must hold at least one image batch or point cloud")
+    fig, axes = plt.subplots(1, len(frames), figsize=(2.2 * len(frames), 2.4), squeeze=False)
+    for i, (frame, ax) in enumerate(zip(frames, axes[0])):
+        _draw(frame, ax)
+        if labels:
+            ax.set_title(labels[i], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _draw(frame: torch.Tensor, ax) -> None:
+    if frame.dim() == 2:
+        scatter2d(frame, ax=ax)
+    else:
+        image_grid(frame, ax=ax)
+
+
+def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interval: int = 150):
+    """An animation of image batches or point clouds as HTML that plays in notebooks and the book.
+
+    Returns an IPython HTML object made with matplotlib's `to_jshtml`.
+    """
+    from IPython.display import HTML
+
+    if not frames:
+        raise ValueError("frames must hold at least one image batch or point cloud")
+    fig, ax = plt.subplots(figsize=(3.5, 3.5))
+
+    def show(i):
+        ax.clear()
+        _draw(frames[i], ax)
+        if labels:
+            ax.set_title(labels[i])
+
+    anim = animation.FuncAnimation(fig, show, frames=len(frames), interval=interval)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)
