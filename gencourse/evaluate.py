@@ -95,6 +95,14 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
 
+def _junk(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Images that are not digits: uniform noise, and pixels of real digits shuffled in place."""
+    noise = torch.rand(x.shape, generator=g)
+    flat = x.flatten(1)
+    shuffled = flat[:, torch.randperm(flat.shape[1], generator=g)].view_as(x)
+    return torch.cat([noise[: len(x) // 2], shuffled[len(x) // 2:]])
+
+
 def _train_classifier(name: str) -> DigitClassifier:
     """Deterministic: fixed seed, fixed order, CPU; about 5 s on digits."""
     torch.manual_seed(0)
@@ -106,8 +114,11 @@ def _train_classifier(name: str) -> DigitClassifier:
     epochs = 30 if name == "digits" else 3
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=g).split(64):
-            xb = x[idx] + 0.05 * torch.randn(x[idx].shape, generator=g)  # a little noise: robust features
-            loss = F.cross_entropy(model(xb.clamp(0, 1)), y[idx])
+            xb = (x[idx] + 0.05 * torch.randn(x[idx].shape, generator=g)).clamp(0, 1)  # robust features
+            junk = _junk(x[idx], g)
+            # outlier exposure: real digits get their label, junk gets a flat prediction,
+            # so that confidence means "this looks like a digit", not just "argmax"
+            loss = F.cross_entropy(model(xb), y[idx]) - 0.5 * model(junk).log_softmax(dim=1).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -126,7 +137,7 @@ def classifier(name: str = "digits") -> DigitClassifier:
     validate.choice("name", name, IMAGE_SETS)
     if name in _CLASSIFIERS:
         return _CLASSIFIERS[name]
-    path = os.path.join(runtime.cache_dir(), f"classifier-{name}-v1.pt")
+    path = os.path.join(runtime.cache_dir(), f"classifier-{name}-v2.pt")
     model = DigitClassifier(IMAGE_SETS[name])
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))

@@ -1,0 +1,60 @@
+"""Structure every solution notebook must keep (the outputs themselves are compared by nbval)."""
+
+import ast
+import importlib
+import inspect
+import pathlib
+import re
+
+import nbformat
+import pytest
+import yaml
+
+import gencourse
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_header_says_what_when_and_how_long(path):
+    first = nbformat.read(path, as_version=4).cells[0]
+    assert first.cell_type == "markdown"
+    for needed in ("What you will build", "Prerequisites", "Run time"):
+        assert needed in first.source, f"{path.name}: the opening cell must say '{needed}'"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_setup_cell_installs_from_the_configured_repository(path):
+    setup = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    match = re.search(r'REPO = "([^"]+)"', setup.source)
+    assert match, f"{path.name}: the first code cell must be the Colab setup cell defining REPO"
+    assert match.group(1) == REPO_URL, f"{path.name}: setup cell installs from {match.group(1)}, _config.yml says {REPO_URL}"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_cells_parse_and_ignored_outputs_are_followed_by_an_assertion(path):
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    for i, cell in enumerate(cells):
+        ast.parse(cell.source)
+        if "nbval-ignore-output" in cell.metadata.get("tags", []):
+            rest = "\n".join(c.source for c in cells[i + 1:])
+            assert "assert" in rest or "checks." in rest, (
+                f"{path.name}: a cell whose output nbval ignores must be followed by a cell that asserts its figures")
+
+
+def _documented_objects():
+    for info in pathlib.Path(gencourse.__file__).parent.glob("*.py"):
+        module = importlib.import_module(f"gencourse.{info.stem}")
+        for name, obj in vars(module).items():
+            if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__:
+                yield f"{module.__name__}.{name}", inspect.getdoc(obj) or ""
+
+
+def test_docstring_references_to_labs_are_alive():
+    labs = {p.name[:2] for p in SOLUTIONS}
+    cited = [(name, n) for name, doc in _documented_objects() for n in re.findall(r"\blab (\d\d)\b", doc)]
+    assert cited, "public functions should say which lab introduces them"
+    dead = [(name, n) for name, n in cited if n not in labs]
+    assert not dead, f"docstrings name labs that do not exist: {dead}"
