@@ -9,7 +9,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export GENCOURSE_PROFILE ?= fast
-export MPLBACKEND := Agg
 
 .PHONY: book test labs solutions grade clean
 
@@ -29,7 +28,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/gencourse labs --check
-	$(BIN)/python -m pytest -p no:cacheprovider tests solutions --nbval --sanitize-with tests/sanitize.cfg
+	$(BIN)/python -m pytest -p no:cacheprovider tests solutions --nbval --nbval-sanitize-with tests/sanitize.cfg
 
 labs: $(STAMP)
 	$(BIN)/gencourse labs

@@ -132,7 +132,7 @@ def _moons(n: int, g: torch.Generator) -> torch.Tensor:
 
 def _swiss_roll(n: int, g: torch.Generator) -> torch.Tensor:
     t = 1.5 * math.pi * (1 + 2 * torch.rand(n, generator=g))
-    points = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 3.5
+    points = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 4.5
     return points + 0.1 * torch.randn(n, 2, generator=g)
 
 

@@ -24,11 +24,11 @@ def _axes(ax, figsize=(4, 4)):
     return ax.figure, ax
 
 
-def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
-    """(N, C, H, W) in [0, 1] -> one (H', W', C) image with `pad` pixels of white between tiles."""
+def _grid(images: torch.Tensor, nrow: int, pad: int = 1, pad_value: float = 0.25) -> torch.Tensor:
+    """(N, C, H, W) in [0, 1] -> one (H', W', C) image with `pad` pixels of light grey between tiles."""
     n, c, h, w = images.shape
     ncol = math.ceil(n / nrow)
-    canvas = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
+    canvas = torch.full((c, nrow * (h + pad) + pad, ncol * (w + pad) + pad), pad_value)
     for i in range(n):
         r, col = divmod(i, ncol)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
@@ -37,7 +37,7 @@ def _grid(images: torch.Tensor, nrow: int, pad: int = 1) -> torch.Tensor:
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, ax=None, title: str | None = None):
-    """Tile a batch of images (N, C, H, W) with values in [0, 1] into one picture (lab 00).
+    """Tile a batch of images (N, C, H, W) with values in [0, 1] into `nrow` rows (lab 00).
 
     Values slightly outside [0, 1] (samples of a model) are clipped for display.
     """
