@@ -37,7 +37,7 @@ solutions: $(STAMP)
 	$(BIN)/gencourse execute solutions/*.ipynb
 
 grade: $(STAMP)
-	$(BIN)/gencourse grade $(LAB)
+	$(BIN)/gencourse grade $(LAB) --json grade.json --markdown grade.md
 
 clean:
 	rm -rf _build $(VENV)

@@ -3,6 +3,7 @@
     gencourse labs [--root DIR] [--check]      labs/ and the check manifest from solutions/
     gencourse grade NOTEBOOK... [options]      score lab notebooks (see grading.py)
     gencourse workflow                         print a GitHub Actions workflow for learners' repos
+    gencourse execute SOLUTION...              maintainers: re-run solutions, storing their outputs
 """
 
 import argparse
@@ -11,6 +12,12 @@ import sys
 from pathlib import Path
 
 from gencourse import grading, labs
+
+GRADE_DESCRIPTION = """\
+Run each notebook with nbval (lax mode) on a copy in a temporary folder (your
+file is only read), with GENCOURSE_PROFILE=fast unless it is set, and score
+its check cells against the course's manifest. Prints a table; --json and
+--markdown write the full report."""
 
 GRADE_EPILOG = """\
 exit codes:
@@ -59,7 +66,7 @@ def parser():
     lab.add_argument("--root", default=".", help="the course repository (default: the current folder)")
     lab.add_argument("--check", action="store_true",
                      help="write nothing; exit 1 naming every file that differs from a fresh generation")
-    g = sub.add_parser("grade", help="grade lab notebooks check by check",
+    g = sub.add_parser("grade", help="grade lab notebooks check by check", description=GRADE_DESCRIPTION,
                        epilog=GRADE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     g.add_argument("notebooks", nargs="+", metavar="NOTEBOOK")
     g.add_argument("--json", metavar="FILE", help="write the full report as JSON")
@@ -72,6 +79,9 @@ def parser():
                    help="seconds a whole notebook may run (default %(default)g)")
     g.add_argument("--manifest", help=argparse.SUPPRESS)  # tests: a manifest other than the package's
     sub.add_parser("workflow", help="print the GitHub Actions workflow that grades labs on every push")
+    ex = sub.add_parser("execute", help="maintainers: run solution notebooks and store their outputs in place")
+    ex.add_argument("notebooks", nargs="+", metavar="SOLUTION")
+    ex.add_argument("--cell-timeout", type=positive, default=grading.DEFAULT_CELL_TIMEOUT, metavar="S")
     return p
 
 
@@ -99,6 +109,12 @@ def run_labs(args):
 
 def run_grade(args):
     """`gencourse grade`: grade, print a table, write the reports; return the exit code."""
+    inputs = {Path(n).resolve() for n in args.notebooks}
+    for option, out in (("--json", args.json), ("--markdown", args.markdown)):
+        if out and Path(out).resolve() in inputs:
+            print(f"gencourse grade: {option} {out} would overwrite a notebook being graded; "
+                  "choose another file name", file=sys.stderr)
+            return 2
     try:
         report = grading.grade(args.notebooks, args.manifest, args.pass_mark,
                                args.cell_timeout, args.timeout)
@@ -119,9 +135,35 @@ def run_workflow(args):
     return 0
 
 
+def run_execute(args):
+    """`gencourse execute`: re-run solution notebooks top to bottom and store their outputs.
+
+    Only notebooks in a folder named solutions/ are accepted: a learner's lab is never rewritten.
+    """
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    paths = [Path(n) for n in args.notebooks]
+    bad = [str(p) for p in paths if p.resolve().parent.name != "solutions" or not p.is_file()]
+    if bad:
+        print(f"gencourse execute: only existing notebooks in solutions/ are executed in place, not {bad}",
+              file=sys.stderr)
+        return 2
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=args.cell_timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        nbformat.write(nb, path)
+        print(f"executed {path} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    commands = {"labs": run_labs, "grade": run_grade, "workflow": run_workflow}
+    commands = {"labs": run_labs, "grade": run_grade, "workflow": run_workflow, "execute": run_execute}
     return commands[args.command](args)
 
 

@@ -102,6 +102,8 @@ class NotebookReport:
 def load_manifest(path=None):
     """The check manifest: lab stem -> {check id -> {sha256, points, exercise}}."""
     path = Path(path) if path else Path(__file__).parent / "checks" / "manifest.json"
+    if not path.is_file():
+        raise RuntimeError(f"no check manifest at {path} (`gencourse labs` writes it)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -113,12 +115,13 @@ def read_notebook(path):
     try:
         data = json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
-        raise InputProblem(EXIT_NOT_JSON, f"{path}: not a notebook, the file is not valid JSON ({e})")
+        raise InputProblem(EXIT_NOT_JSON, f"{path}: not a notebook, the file is not valid JSON ({short(e)})")
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise InputProblem(EXIT_NOT_NOTEBOOK, f"{path}: JSON, but not a Jupyter notebook (no 'cells' list)")
-    try:
+    try:  # lenient on purpose: a notebook Colab or Jupyter saved slightly off-schema still counts
         nb = nbformat.reads(json.dumps(data), as_version=4)
-        nbformat.validate(nb)
+        if not all(isinstance(c, dict) and "cell_type" in c and "source" in c for c in nb.cells):
+            raise ValueError("a cell without 'cell_type' or 'source'")
     except Exception as e:  # nbformat raises several kinds
         raise InputProblem(EXIT_NOT_NOTEBOOK, f"{path}: not a valid notebook ({short(e)})")
     return nb
@@ -142,7 +145,8 @@ def find_checks(nb, entry):
     """For each expected check: its code-cell index, or a final CheckResult if tampered/missing."""
     found = {}
     for index, cell, meta in labs.check_cells(nb):
-        found.setdefault(meta["check"], (index, cell))
+        if isinstance(meta["check"], str):
+            found.setdefault(meta["check"], (index, cell))
     located, results = {}, {}
     for check_id, spec in entry.items():
         result = CheckResult(check_id, spec["exercise"], spec["points"])
@@ -153,7 +157,7 @@ def find_checks(nb, entry):
             result.status, result.message = "tampered", "the check cell's code was changed: restore it from the lab"
         else:
             located[found[check_id][0]] = result
-    return located, list(results.values())
+    return located, sorted(results.values(), key=lambda r: (r.exercise, r.id))
 
 
 # ---------------------------------------------------------------- running
@@ -192,7 +196,7 @@ def subprocess_env():
 
 
 def run_notebook(nb, cell_timeout, timeout):
-    """Run nb under nbval in a temp folder; return ({code cell: record}, trouble or None)."""
+    """Run nb under nbval in a temp folder; return ({code cell: record}, problem or None, internal?)."""
     with tempfile.TemporaryDirectory(prefix="gencourse-grade-") as folder:
         path = prepared_copy(nb, folder)
         (path.parent / "pytest.ini").write_text("[pytest]\n")
@@ -202,11 +206,13 @@ def run_notebook(nb, cell_timeout, timeout):
             rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30)
         records = read_records(results)
         tail = log.read_bytes()[-1500:].decode("utf-8", "replace")
-    if rc not in (0, 1, 5, None):
-        return records, f"pytest stopped with exit code {rc}: {tail.strip()[-600:]}"
+    if rc is None:
+        return records, f"stopped after {timeout:g} s, the notebook's time limit", False
+    if rc not in (0, 1, 5):
+        return records, f"pytest stopped with exit code {rc}: {tail.strip()[-600:]}", True
     if records and all(r["phase"] == "setup" and r["exc"] for r in records.values()):
-        return records, f"the kernel could not start: {next(iter(records.values()))['exc']}"
-    return records, None
+        return records, f"the kernel could not start: {next(iter(records.values()))['exc']}", True
+    return records, None, False
 
 
 def run_killable(command, cwd, out, limit):
@@ -243,8 +249,10 @@ def verdict(record, cell_timeout):
         return "not reached", record["skipped"]
     if record["timed_out"]:
         return "not reached", f"timed out (cell limit {cell_timeout:g} s, or the notebook's): an endless loop?"
+    if record["kernel_died"] and "dead on test start" in (record["exc"] or ""):
+        return "not reached", "the kernel had died in an earlier cell (a crash, or exit() in the code)"
     if record["kernel_died"]:
-        return "not reached", "the kernel died before this check finished (a crash, or exit() in the code)"
+        return "not reached", "the kernel died while this cell ran (a crash, or exit() in the code)"
     if record["error"]:
         error = record["error"]
         status = "failed" if error["ename"] == "AssertionError" else "errored"
@@ -258,12 +266,11 @@ def cell_problems(records, check_cells, cell_timeout, limit=5):
     """Short descriptions of errors in cells that are not checks (syntax errors, crashes)."""
     problems = []
     for index in sorted(records):
-        record = records[index]
-        if index in check_cells:
-            continue
-        status, message = verdict(record, cell_timeout)
-        if status != "passed":
+        status, message = verdict(records[index], cell_timeout)
+        if status != "passed" and index not in check_cells:
             problems.append(f"code cell {index}: {message}")
+        if status == "not reached":
+            break  # the cells after it tell nothing new
     return problems[:limit]
 
 
@@ -281,16 +288,17 @@ def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DE
         if stem in manifest:  # a known lab that is broken still counts its points as lost
             report.lab = stem
             report.checks = [CheckResult(i, s["exercise"], s["points"], "not reached", "the notebook could not be read")
-                             for i, s in manifest[stem].items()]
+                             for i, s in sorted(manifest[stem].items(), key=lambda x: (x[1]["exercise"], x[0]))]
         return report
     located, report.checks = find_checks(nb, manifest[report.lab])
-    records, trouble = run_notebook(nb, cell_timeout, timeout)
+    records, problem, internal = run_notebook(nb, cell_timeout, timeout)
     for index, result in located.items():
         result.status, result.message = verdict(records.get(index), cell_timeout)
         result.points = result.max_points if result.status == "passed" else 0
     report.cell_errors = cell_problems(records, located, cell_timeout)
-    if trouble:
-        report.problem, report.exit_code = short(trouble, 1000), EXIT_INTERNAL
+    if problem:
+        report.problem = short(problem, 1000)
+        report.exit_code = EXIT_INTERNAL if internal else EXIT_PASS
     report.seconds = round(time.monotonic() - start, 1)
     return report
 

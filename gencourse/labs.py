@@ -219,12 +219,20 @@ def generate(root):
     """Every lab and the manifest, as {relative path: bytes}; writes nothing."""
     root, files, manifest = Path(root), {}, {}
     for path in sorted((root / "solutions").glob("*.ipynb")):
-        solution = nbformat.read(path, as_version=4)
+        solution = read_solution(path)
         lab = make_lab(solution, path.stem)
         files[Path("labs") / path.name] = to_bytes(lab)
         manifest[path.stem] = lab_checks(lab, path.stem, count_regions(solution))
     files[MANIFEST] = manifest_bytes(manifest)
     return files
+
+
+def read_solution(path):
+    """A solution notebook; LabError naming the file if it cannot be read."""
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as e:  # bad JSON, not a notebook: nbformat raises several kinds
+        raise LabError(f"{path.name}: not a readable notebook ({type(e).__name__}: {e})") from e
 
 
 def differences(root, files):

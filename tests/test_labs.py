@@ -1,0 +1,170 @@
+"""Labs generated from solutions: regions, hints, numbering, header, stability, --check."""
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from gencourse import cli, labs
+
+REPO = Path(__file__).resolve().parents[1]
+
+SQUARE = '''\
+def square(x):
+    # BEGIN SOLUTION: return "x" squared
+    # HINT: use *
+    y = x * x
+    return y
+    # END SOLUTION'''
+
+TOP_LEVEL = '''\
+import math
+# BEGIN SOLUTION
+# HINT: a float
+# HINT: from math
+value = math.pi
+# END SOLUTION
+print(value)'''
+
+
+def check_meta(check, points, exercise):
+    return {"gencourse": {"check": check, "points": points, "exercise": exercise}}
+
+
+def solution_notebook():
+    """A small solution: two exercise cells with outputs, two check cells."""
+    nb = new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                               "language": "python"}})
+    nb.cells = [
+        new_markdown_cell("# Lab 7: fake"),
+        new_code_cell(SQUARE, execution_count=1, outputs=[new_output("stream", text="hi\n")]),
+        new_code_cell("checks.square(square)", metadata=check_meta("fake.square", 2, 1)),
+        new_code_cell(TOP_LEVEL, execution_count=2, metadata={"execution": {"t": "2026-01-01"}}),
+        new_code_cell("checks.value (value)", metadata=check_meta("fake.value", 1, 2)),
+    ]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"sol-{i}"
+    return nb
+
+
+@pytest.fixture
+def course(tmp_path):
+    """A course root holding solutions/07_fake.ipynb, with labs generated."""
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(solution_notebook(), tmp_path / "solutions" / "07_fake.ipynb")
+    assert cli.main(["labs", "--root", str(tmp_path)]) == 0
+    return tmp_path
+
+
+def lab_of(root):
+    return nbformat.read(root / "labs" / "07_fake.ipynb", as_version=4)
+
+
+def test_region_becomes_hints_and_raise_at_its_indent():
+    source, regions = labs.transform_source(SQUARE, 7, 1)
+    assert source == ('def square(x):\n    # HINT: use *\n'
+                      '    raise NotImplementedError("Exercise 7.1: return \\"x\\" squared")')
+    assert [r.k for r in regions] == [1]
+    compile(source, "cell", "exec")  # still valid Python
+
+
+def test_top_level_region_numbered_from_first_k_and_lines_after_kept():
+    source, regions = labs.transform_source(TOP_LEVEL, 3, 5)
+    assert source.splitlines() == ["import math", "# HINT: a float", "# HINT: from math",
+                                   'raise NotImplementedError("Exercise 3.5")', "print(value)"]
+    assert regions[0].what == ""
+
+
+def test_filled_region_keeps_solution_code_without_markers():
+    source, _ = labs.transform_source(SQUARE, 7, 1, filled={1})
+    assert source == "def square(x):\n    y = x * x\n    return y"
+
+
+@pytest.mark.parametrize("bad", ["# BEGIN SOLUTION\nx = 1", "x = 1\n# END SOLUTION",
+                                 "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION"])
+def test_unbalanced_regions_are_errors(bad):
+    with pytest.raises(labs.LabError, match="SOLUTION"):
+        labs.transform_source(bad, 1, 1)
+
+
+def test_lab_has_header_cleared_outputs_and_numbered_exercises(course):
+    lab = lab_of(course)
+    header = lab.cells[0]
+    assert header.cell_type == "markdown" and "solutions/07_fake.ipynb" in header.source
+    assert "gencourse labs" in header.source and "make labs" in header.source
+    code = [c for c in lab.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    assert 'NotImplementedError("Exercise 7.1: return \\"x\\" squared")' in code[0].source
+    assert 'NotImplementedError("Exercise 7.2")' in code[2].source
+    assert "execution" not in code[2].metadata
+    assert [c.id for c in lab.cells[1:]] == [f"sol-{i}" for i in range(5)]
+    assert lab.metadata.kernelspec.name == "python3"
+
+
+def test_manifest_lists_checks_with_hash_points_exercise(course):
+    manifest = json.loads((course / labs.MANIFEST).read_text())
+    entry = manifest["07_fake"]
+    assert entry["fake.square"] == {"sha256": labs.source_hash("checks.square(square)  \n"),
+                                    "points": 2, "exercise": 1}
+    assert entry["fake.value"]["exercise"] == 2 and entry["fake.value"]["points"] == 1
+
+
+def test_generation_is_byte_stable(course):
+    first = (course / "labs" / "07_fake.ipynb").read_bytes()
+    assert labs.generate(course)[Path("labs/07_fake.ipynb")] == first
+    assert cli.main(["labs", "--root", str(course)]) == 0
+    assert (course / "labs" / "07_fake.ipynb").read_bytes() == first
+
+
+def test_check_passes_on_fresh_generation(course):
+    assert cli.main(["labs", "--root", str(course), "--check"]) == 0
+
+
+def test_check_detects_hand_edit_missing_lab_and_orphan(course, capsys):
+    lab = course / "labs" / "07_fake.ipynb"
+    lab.write_bytes(lab.read_bytes().replace(b"Exercise 7.1", b"Exercise 7.9"))
+    shutil.copy(lab, course / "labs" / "08_orphan.ipynb")
+    assert cli.main(["labs", "--root", str(course), "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "labs/07_fake.ipynb: differs" in out and "labs/08_orphan.ipynb: orphan" in out
+    lab.unlink()
+    assert cli.main(["labs", "--root", str(course), "--check"]) == 1
+    assert "labs/07_fake.ipynb: missing" in capsys.readouterr().out
+    assert lab.exists() is False  # --check writes nothing
+
+
+def test_check_detects_stale_manifest(course, capsys):
+    (course / labs.MANIFEST).write_text("{}\n")
+    assert cli.main(["labs", "--root", str(course), "--check"]) == 1
+    assert "manifest.json" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("meta, match", [
+    (check_meta("square", 2, 1), "<lab>.<name>"),
+    (check_meta("fake.square", "2", 1), "points"),
+    (check_meta("fake.square", 2, 3), "exercise"),
+    (check_meta("fake.other", 2, 1), "does not call"),
+])
+def test_bad_check_metadata_is_a_clear_error(tmp_path, capsys, meta, match):
+    nb = solution_notebook()
+    nb.cells[2].metadata = meta
+    (tmp_path / "solutions").mkdir()
+    nbformat.write(nb, tmp_path / "solutions" / "07_fake.ipynb")
+    assert cli.main(["labs", "--root", str(tmp_path)]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_repo_labs_match_a_fresh_generation():
+    if not list((REPO / "solutions").glob("*.ipynb")):
+        pytest.skip("solutions/ is empty")
+    assert cli.main(["labs", "--root", str(REPO), "--check"]) == 0, "run `make labs`"
+
+
+def test_unreadable_solution_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "solutions" / "01_broken.ipynb").write_text("{oops")
+    assert cli.main(["labs", "--root", str(tmp_path)]) == 2
+    assert "01_broken.ipynb: not a readable notebook" in capsys.readouterr().err
