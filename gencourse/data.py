@@ -116,6 +116,8 @@ def toy2d(name: str, n: int = 2000, seed: int = 0) -> torch.Tensor:
     """
     validate.choice("name", name, TOY2D)
     validate.positive_int("n", n)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise TypeError(f"seed must be a non-negative int, got {seed!r}")
     g = torch.Generator().manual_seed(seed)
     return {"moons": _moons, "swiss_roll": _swiss_roll,
             "eight_gaussians": _eight_gaussians, "checkerboard": _checkerboard}[name](n, g)

@@ -109,6 +109,8 @@ class TinyUNet(nn.Module):
             raise ValueError(f"x must have shape (B, {self.channels}, H, W) with even H and W, got {tuple(x.shape)}")
         validate.tensor("t", t, shape=(x.shape[0],))
         emb = self.time(t)
+        if self.label is None and y is not None:
+            raise ValueError("labels y were given, but this UNet was built without num_classes")
         if self.label is not None:
             if y is None:
                 raise ValueError("this UNet is class-conditional: pass labels y (B,), or num_classes for 'no label'")

@@ -45,10 +45,10 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, ax=None, title: st
     if images.shape[1] not in (1, 3):
         raise ValueError(f"images must have 1 or 3 channels (N, C, H, W), got shape {tuple(images.shape)}")
     images = images.detach().float().cpu().clamp(0, 1)
-    nrow = nrow or max(1, round(math.sqrt(len(images))))
+    nrow = max(1, round(math.sqrt(len(images)))) if nrow is None else validate.positive_int("nrow", nrow)
     fig, ax = _axes(ax)
     grid = _grid(images, nrow)
-    ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray_r", vmin=0, vmax=1,
+    ax.imshow((grid.squeeze(-1) if grid.shape[-1] == 1 else grid).numpy(), cmap="gray_r", vmin=0, vmax=1,
               interpolation="nearest")
     ax.set_axis_off()
     if title:
@@ -78,7 +78,7 @@ def density2d(log_prob, ax=None, title: str | None = None, lim: float = 4.0, res
         lp = log_prob(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))
     validate.tensor("log_prob(grid)", lp, shape=(resolution * resolution,))
     fig, ax = _axes(ax)
-    ax.imshow(lp.exp().reshape(resolution, resolution).cpu(), origin="lower", cmap="viridis",
+    ax.imshow(lp.exp().reshape(resolution, resolution).cpu().numpy(), origin="lower", cmap="viridis",
               extent=(-lim, lim, -lim, lim))
     ax.set(xticks=[], yticks=[], aspect="equal")
     if title:

@@ -56,6 +56,7 @@ class History:
 
     def final(self, key: str = "loss", last: int = 50) -> float:
         """Mean of the last `last` recorded values of `key` (a steadier number than the last step)."""
+        validate.positive_int("last", last)
         v = self[key][-last:]
         return sum(v) / len(v)
 
@@ -193,6 +194,8 @@ def fit(model: torch.nn.Module, data, config: TrainConfig | None = None, val_dat
         raise TypeError(f"config must be a gencourse.train.TrainConfig, got {type(config).__name__}")
     validate.positive_int("config.steps", config.steps)
     validate.positive_int("config.batch_size", config.batch_size)
+    if config.grad_clip is not None and config.grad_clip < 0:  # a negative norm would flip the gradients
+        raise ValueError(f"config.grad_clip must be a positive number or None, got {config.grad_clip}")
     if not isinstance(model, torch.nn.Module) or not (hasattr(model, "loss") or hasattr(model, "training_step")):
         raise TypeError("model must be an nn.Module with loss(batch) -> dict or training_step(batch, optimizers)")
     device = next(model.parameters()).device
@@ -210,6 +213,11 @@ def fit(model: torch.nn.Module, data, config: TrainConfig | None = None, val_dat
         batch = to_device(next(stream), device)
         if hasattr(model, "training_step"):
             logs = model.training_step(batch, optimizers)
+            if not isinstance(logs, dict) or "loss" not in logs:
+                raise TypeError(f"{type(model).__name__}.training_step(batch, optimizers) must return a dict "
+                                f"with key 'loss', got {type(logs).__name__}")
+            # plain floats: tensors would keep their graphs alive in History
+            logs = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in logs.items()}
         else:
             out = _checked_loss(model, batch)
             step(out["loss"], optimizers[0], config.grad_clip)
