@@ -1,0 +1,425 @@
+"""Diffusion models: a noise schedule, a denoising network, DDPM and DDIM samplers, guidance.
+
+Introduced in chapter 2 and lab 02. The papers it follows:
+- Ho, Jain & Abbeel (2020), "Denoising Diffusion Probabilistic Models" (DDPM):
+  the forward process, the noise-prediction loss, the reverse step.
+- Nichol & Dhariwal (2021), "Improved DDPM": the cosine schedule, and the
+  linear schedule rescaled for fewer than 1000 steps.
+- Song, Meng & Ermon (2021), "Denoising Diffusion Implicit Models" (DDIM):
+  sampling on a subsequence of the steps, deterministic when eta = 0.
+- Ho & Salimans (2022), "Classifier-Free Diffusion Guidance": one network,
+  trained with labels dropped at random, that predicts the noise with and
+  without its label; the two predictions are extrapolated at sampling time.
+
+As in diffusers and denoising-diffusion-pytorch, the network is kept apart
+from the process. `NoiseSchedule` holds the maths of the process (`add_noise`
+for training, `step` and `ddim_step` for sampling) and knows nothing of
+networks; a denoiser maps (x_t, t, y) to a prediction of the noise and knows
+nothing of schedules; `DiffusionModel` joins them for `fit()`; the samplers
+`ddpm_sample` and `ddim_sample` are plain loops over the timesteps.
+
+Notation (ASCII for the paper's symbols): timesteps t = 0 .. T-1 index the
+noise levels, beta_t the variance added at step t, alpha_t = 1 - beta_t,
+alpha_bar_t = alpha_0 * ... * alpha_t, x0 the data, xt its noisy version,
+eps the standard Gaussian noise, eps_pred the network's estimate of eps.
+t_prev = -1 stands for "no noise at all" (alpha_bar = 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import nn as gnn
+from . import train, validate
+
+SCHEDULES = ("linear", "cosine")
+NETWORKS = ("mlp", "unet")
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclass
+class DiffusionConfig:
+    shape: tuple = (1, 8, 8)         # one example: (2,) for 2-D points, (C, H, W) for images
+    timesteps: int = 300             # T, the number of noise levels (Ho et al. use 1000)
+    schedule: str = "cosine"         # 'linear' (Ho et al., rescaled to T) or 'cosine' (Nichol & Dhariwal)
+    network: str = "mlp"             # 'mlp' on flattened inputs, or 'unet' (gencourse.nn.TinyUNet; images)
+    hidden: int = 256                # MLP width
+    depth: int = 3                   # MLP hidden layers
+    base: int = 32                   # UNet channels at full resolution
+    emb_dim: int = 64                # size of the time (and label) embedding
+    num_classes: int | None = None   # set (e.g. 10) for a class-conditional model
+    label_dropout: float = 0.2       # chance that a training label is replaced by "no label" (for guidance)
+    rescale: bool = True             # map data from [0, 1] to [-1, 1] and back (images); False for 2-D points
+    clip: float | None = 1.0         # keep the x0 each noise estimate implies in [-clip, clip]; None for 2-D points
+
+    @classmethod
+    def fast(cls, **changes):
+        """8x8 digits, an MLP denoiser, 300 steps: trains in under a minute on a laptop CPU."""
+        return cls(**changes)
+
+    @classmethod
+    def full(cls, **changes):
+        """28x28 MNIST, the small UNet, 1000 steps (a GPU)."""
+        return cls(**{**dict(shape=(1, 28, 28), timesteps=1000, network="unet", base=64, emb_dim=128), **changes})
+
+    @classmethod
+    def toy(cls, **changes):
+        """2-D points (the swiss roll of lab 02): a small MLP, no rescaling."""
+        return cls(**{**dict(shape=(2,), timesteps=200, hidden=128, depth=3, emb_dim=32, rescale=False, clip=None), **changes})
+
+
+# ----------------------------------------------------------------------------- the process
+
+def linear_betas(timesteps: int) -> torch.Tensor:
+    """Ho et al.'s betas, 1e-4 to 0.02 over 1000 steps, scaled by 1000 / T for other T (chapter 2)."""
+    validate.positive_int("timesteps", timesteps)
+    scale = 1000 / timesteps
+    return torch.linspace(scale * 1e-4, min(scale * 0.02, 0.999), timesteps, dtype=torch.float64)
+
+
+def cosine_betas(timesteps: int, s: float = 0.008) -> torch.Tensor:
+    """Nichol & Dhariwal's schedule: alpha_bar follows cos^2, betas clipped at 0.999 (chapter 2)."""
+    validate.positive_int("timesteps", timesteps)
+    u = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
+    return (1 - f[1:] / f[:-1]).clamp(max=0.999)
+
+
+class NoiseSchedule:
+    """The forward process and the maths of one reverse step; no network inside (chapter 2).
+
+    Holds betas (T,), alphas = 1 - betas, alpha_bar = cumprod(alphas) and
+    alpha_bar_prev (alpha_bar shifted right, with 1 for t = 0), as float32.
+    """
+
+    def __init__(self, betas: torch.Tensor):
+        validate.tensor("betas", betas, ndim=1, dtype="float")
+        if len(betas) == 0 or betas.min() <= 0 or betas.max() >= 1:
+            raise ValueError("betas must be a non-empty 1-D tensor with every value in (0, 1)")
+        alpha_bar = torch.cumprod(1 - betas.double(), dim=0)
+        self.betas = betas.float()
+        self.alphas = (1 - betas.double()).float()
+        self.alpha_bar = alpha_bar.float()
+        self.alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]]).float()
+
+    @classmethod
+    def make(cls, name: str, timesteps: int) -> "NoiseSchedule":
+        """A 'linear' or 'cosine' schedule of `timesteps` steps (chapter 2)."""
+        validate.choice("name", name, SCHEDULES)
+        return cls(linear_betas(timesteps) if name == "linear" else cosine_betas(timesteps))
+
+    @property
+    def timesteps(self) -> int:
+        return len(self.betas)
+
+    def snr(self) -> torch.Tensor:
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of each step (T,) (chapter 2)."""
+        return self.alpha_bar / (1 - self.alpha_bar)
+
+    def _t(self, t: int, name: str = "t", allow_minus_one: bool = False) -> int:
+        if isinstance(t, torch.Tensor) and t.numel() == 1:
+            t = int(t)
+        if isinstance(t, bool) or not isinstance(t, int):
+            raise TypeError(f"{name} must be an int timestep, got {type(t).__name__}")
+        low = -1 if allow_minus_one else 0
+        if not low <= t < self.timesteps:
+            raise ValueError(f"{name} must lie in [{low}, {self.timesteps - 1}] for a schedule of "
+                             f"{self.timesteps} steps, got {t}")
+        return t
+
+    def _abar(self, t: int, like: torch.Tensor) -> torch.Tensor:
+        """alpha_bar at step t as a scalar tensor on `like`'s device; 1 for t = -1."""
+        return self.alpha_bar[t].to(like) if t >= 0 else torch.ones((), dtype=like.dtype, device=like.device)
+
+    def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Sample q(xt | x0) in closed form: xt = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (lab 02).
+
+        x0 and eps have the same shape (B, ...); t (B,) holds one integer step per example.
+        """
+        validate.tensor("x0", x0, dtype="float")
+        validate.tensor("eps", eps, shape=tuple(x0.shape), dtype="float")
+        validate.tensor("t", t, shape=(x0.shape[0],), dtype="int", low=0, high=self.timesteps - 1)
+        abar = self.alpha_bar.to(x0.device)[t].view(-1, *[1] * (x0.dim() - 1))  # (B, 1, ...) to broadcast
+        return abar.sqrt() * x0 + (1 - abar).sqrt() * eps
+
+    def _noise(self, xt: torch.Tensor, noise, generator) -> torch.Tensor:
+        if noise is None:
+            return torch.randn(xt.shape, generator=generator).to(xt)  # drawn on the CPU: same on any device
+        return validate.tensor("noise", noise, shape=tuple(xt.shape), dtype="float")
+
+    def step(self, eps_pred: torch.Tensor, t: int, xt: torch.Tensor, generator: torch.Generator | None = None,
+             noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One DDPM reverse step x_t -> x_{t-1} (Ho et al.'s Algorithm 2) (lab 02).
+
+        mean = (xt - beta_t / sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_t), plus sigma_t * noise
+        with sigma_t^2 the variance of the true posterior q(x_{t-1} | x_t, x0),
+        beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t). No noise is added at t = 0.
+        """
+        t = self._t(t)
+        validate.tensor("xt", xt, dtype="float")
+        validate.tensor("eps_pred", eps_pred, shape=tuple(xt.shape), dtype="float")
+        beta, alpha, abar = (v[t].to(xt) for v in (self.betas, self.alphas, self.alpha_bar))
+        mean = (xt - beta / (1 - abar).sqrt() * eps_pred) / alpha.sqrt()
+        if t == 0:
+            return mean
+        var = beta * (1 - self.alpha_bar_prev[t].to(xt)) / (1 - abar)
+        return mean + var.sqrt() * self._noise(xt, noise, generator)
+
+    def predict_x0(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int) -> torch.Tensor:
+        """The clean data implied by a noise estimate: (xt - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)."""
+        abar = self._abar(self._t(t), xt)
+        return (xt - (1 - abar).sqrt() * eps_pred) / abar.sqrt()
+
+    def ddim_step(self, eps_pred: torch.Tensor, t: int, t_prev: int, xt: torch.Tensor, eta: float = 0.0,
+                  generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """One DDIM step x_t -> x_{t_prev}, for any earlier t_prev (-1: the clean data) (lab 02).
+
+        x0_pred = (xt - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)
+        sigma   = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)
+        x_prev  = sqrt(alpha_bar_prev) x0_pred + sqrt(1 - alpha_bar_prev - sigma^2) eps_pred + sigma * noise
+        eta = 0 is deterministic; eta = 1 with t_prev = t - 1 is the DDPM step.
+        """
+        t = self._t(t)
+        t_prev = self._t(t_prev, "t_prev", allow_minus_one=True)
+        if t_prev >= t:
+            raise ValueError(f"t_prev must come before t (t_prev < t), got t={t}, t_prev={t_prev}")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
+            raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
+        validate.tensor("xt", xt, dtype="float")
+        validate.tensor("eps_pred", eps_pred, shape=tuple(xt.shape), dtype="float")
+        abar, abar_prev = self._abar(t, xt), self._abar(t_prev, xt)
+        x0_pred = (xt - (1 - abar).sqrt() * eps_pred) / abar.sqrt()
+        sigma = eta * ((1 - abar_prev) / (1 - abar)).sqrt() * (1 - abar / abar_prev).sqrt()
+        direction = (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps_pred
+        x_prev = abar_prev.sqrt() * x0_pred + direction
+        if eta > 0 and t_prev >= 0:
+            x_prev = x_prev + sigma * self._noise(xt, noise, generator)
+        return x_prev
+
+    def ddim_timesteps(self, steps: int) -> list[int]:
+        """`steps` timesteps evenly spread over [0, T-1], from the noisiest down to 0 (chapter 2)."""
+        validate.positive_int("steps", steps)
+        if steps > self.timesteps:
+            raise ValueError(f"steps must be at most the schedule's {self.timesteps} timesteps, got {steps}")
+        ts = torch.linspace(0, self.timesteps - 1, steps).round().long().tolist()
+        return sorted(set(ts), reverse=True)
+
+
+def guided_noise(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: eps_uncond + scale * (eps_cond - eps_uncond) (lab 02).
+
+    scale 0 is the unconditional model, 1 the plain conditional one, above 1
+    the prediction is pushed further in the direction the label points.
+    """
+    validate.tensor("eps_uncond", eps_uncond, dtype="float")
+    validate.tensor("eps_cond", eps_cond, shape=tuple(eps_uncond.shape), dtype="float")
+    _guidance(scale)
+    return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+def _guidance(scale) -> float:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+        raise TypeError(f"guidance scale must be a number, got {type(scale).__name__}")
+    if not scale >= 0:
+        raise ValueError(f"guidance scale must be >= 0 (0: unconditional, 1: conditional, >1: guided), got {scale}")
+    return float(scale)
+
+
+# ----------------------------------------------------------------------------- the networks
+
+class MLPDenoiser(nn.Module):
+    """A residual MLP that predicts the noise of 2-D points or small flattened images (chapter 2).
+
+    x (B, *shape), t (B,) integer steps, y (B,) labels in [0, num_classes] where
+    num_classes means "no label" -> eps_pred (B, *shape). The embedding of t
+    (plus that of y) is added before every block, so each layer knows the
+    noise level; each block is a gencourse.nn.MLP with a skip connection.
+    """
+
+    def __init__(self, shape: tuple, hidden: int = 512, depth: int = 3, emb_dim: int = 64,
+                 num_classes: int | None = None):
+        super().__init__()
+        self.shape, self.num_classes = tuple(shape), num_classes
+        dim = math.prod(self.shape)
+        self.time = nn.Sequential(gnn.SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden))
+        self.label = nn.Embedding(num_classes + 1, hidden) if num_classes else None
+        self.inp = nn.Linear(dim, hidden)
+        self.blocks = nn.ModuleList(gnn.MLP(hidden, hidden, hidden, depth=1) for _ in range(depth))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        validate.tensor("x", x, dtype="float", shape=(None, *self.shape))
+        validate.tensor("t", t, shape=(x.shape[0],))
+        emb = self.time(t)                                            # (B, hidden)
+        if self.label is not None:
+            if y is None:
+                raise ValueError("this denoiser is class-conditional: pass labels y (B,), num_classes for 'no label'")
+            validate.tensor("y", y, shape=(x.shape[0],), dtype="int", low=0, high=self.num_classes)
+            emb = emb + self.label(y)
+        h = self.inp(x.flatten(1))                                    # (B, hidden)
+        for block in self.blocks:
+            h = h + block(F.silu(h + emb))
+        return self.out(F.silu(h)).view_as(x)
+
+
+def make_denoiser(config: DiffusionConfig) -> nn.Module:
+    """The noise-predicting network a config asks for: MLPDenoiser or TinyUNet (chapter 2)."""
+    validate.choice("config.network", config.network, NETWORKS)
+    if config.network == "mlp":
+        return MLPDenoiser(config.shape, config.hidden, config.depth, config.emb_dim, config.num_classes)
+    if len(config.shape) != 3:
+        raise ValueError(f"the UNet needs image shapes (C, H, W), got config.shape={config.shape}")
+    return gnn.TinyUNet(config.shape[0], config.base, config.emb_dim, config.num_classes)
+
+
+# ----------------------------------------------------------------------------- the model
+
+class DiffusionModel(nn.Module):
+    """A denoiser and a schedule, joined for `train.fit()` and the samplers (chapter 2).
+
+    loss(batch) -> {"loss": mean squared error between eps and eps_pred}; batches
+    are x (B, *shape) or (x, y) for a class-conditional model; images in [0, 1].
+    """
+
+    def __init__(self, config: DiffusionConfig):
+        super().__init__()
+        if not isinstance(config, DiffusionConfig):
+            raise TypeError(f"config must be a DiffusionConfig, got {type(config).__name__}")
+        if not 0 <= config.label_dropout < 1:
+            raise ValueError(f"config.label_dropout must lie in [0, 1), got {config.label_dropout}")
+        self.config = config
+        self.shape = tuple(config.shape)
+        self.num_classes = config.num_classes
+        self.schedule = NoiseSchedule.make(config.schedule, config.timesteps)
+        self.denoiser = make_denoiser(config)
+
+    # -- data space <-> model space
+    def to_model(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x - 1 if self.config.rescale else x
+
+    def to_data(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x + 1) / 2).clamp(0, 1) if self.config.rescale else x
+
+    def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        return validate.tensor(name, x, dtype="float", shape=(None, *self.shape))
+
+    def _null_labels(self, n: int, device) -> torch.Tensor:
+        return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        x, y = train.unpack(batch)
+        x0 = self.to_model(self._check_x(x))
+        t = torch.randint(0, self.schedule.timesteps, (len(x0),), device=x0.device)
+        eps = torch.randn_like(x0)
+        xt = self.schedule.add_noise(x0, eps, t)
+        if self.num_classes:
+            if y is None:
+                raise ValueError("a class-conditional model trains on (images, labels) batches")
+            drop = torch.rand(len(y), device=y.device) < self.config.label_dropout  # learn "no label" too
+            y = torch.where(drop, self._null_labels(len(y), y.device), y)
+        return {"loss": F.mse_loss(self.denoiser(xt, t, y if self.num_classes else None), eps)}
+
+    def predict_noise(self, xt: torch.Tensor, t: int, y: torch.Tensor | None = None,
+                      guidance: float | None = None) -> torch.Tensor:
+        """eps_pred at step t for every example of xt (B, *shape) (chapter 2).
+
+        Unconditional models ignore y. A class-conditional model with y=None
+        predicts without a label; with labels y and a guidance scale it runs
+        the network with and without the labels and combines them (`guided_noise`).
+        With config.clip, the estimate is corrected so that the clean data it
+        implies lies in the data's range (diffusers' `clip_sample`).
+        """
+        eps_pred = self._predict_noise(xt, t, y, guidance)
+        if self.config.clip is None:
+            return eps_pred
+        x0_pred = self.schedule.predict_x0(xt, eps_pred, t).clamp(-self.config.clip, self.config.clip)
+        abar = self.schedule.alpha_bar[t].to(xt)
+        return (xt - abar.sqrt() * x0_pred) / (1 - abar).sqrt()    # the eps that implies the clipped x0
+
+    def _predict_noise(self, xt, t, y, guidance):
+        tt = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
+        if not self.num_classes:
+            return self.denoiser(xt, tt)
+        null = self._null_labels(len(xt), xt.device)
+        if y is None:
+            if guidance is not None:
+                raise ValueError("guidance needs labels y to guide towards")
+            return self.denoiser(xt, tt, null)
+        y = validate.tensor("y", y, shape=(len(xt),), dtype="int", low=0, high=self.num_classes - 1).to(xt.device)
+        if guidance is None or guidance == 1:
+            return self.denoiser(xt, tt, y)
+        eps_uncond, eps_cond = self.denoiser(xt.repeat(2, *[1] * (xt.dim() - 1)), tt.repeat(2),
+                                             torch.cat([null, y])).chunk(2)  # one pass for both
+        return guided_noise(eps_uncond, eps_cond, guidance)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x_T ~ N(0, I): n examples of pure noise on the model's device (chapter 2)."""
+        validate.positive_int("n", n)
+        device = next(self.parameters()).device
+        return torch.randn((n, *self.shape), generator=generator).to(device)
+
+    def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+        """n samples in data space with the full DDPM sampler; kwargs go to `ddpm_sample` (chapter 2)."""
+        return ddpm_sample(self, n, generator=generator, **kwargs)
+
+
+def _labels(model: DiffusionModel, n: int, y, guidance):
+    if guidance is not None:
+        _guidance(guidance)
+    if y is None:
+        return None
+    if not model.num_classes:
+        raise ValueError("labels y need a class-conditional model (config.num_classes)")
+    if isinstance(y, int):
+        y = torch.full((n,), y, dtype=torch.long)
+    return validate.tensor("y", y, shape=(n,), dtype="int", low=0, high=model.num_classes - 1)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+@torch.no_grad()
+def ddpm_sample(model: DiffusionModel, n: int, generator: torch.Generator | None = None, y=None,
+                guidance: float | None = None, trajectory: bool = False):
+    """Ancestral sampling: T network passes, from x_{T-1} ~ N(0, I) down to x_0 (chapter 2).
+
+    y: a label or labels (n,) for a class-conditional model; guidance: its scale.
+    Returns samples (n, *shape) in data space, or (samples, frames) with
+    trajectory=True, frames being every step's state in data space.
+    """
+    y = _labels(model, n, y, guidance)
+    x = model.noise(n, generator)
+    frames = [model.to_data(x).cpu()] if trajectory else None
+    for t in reversed(range(model.schedule.timesteps)):
+        eps_pred = model.predict_noise(x, t, y, guidance)
+        x = model.schedule.step(eps_pred, t, x, generator=generator)
+        if trajectory:
+            frames.append(model.to_data(x).cpu())
+    return (model.to_data(x), frames) if trajectory else model.to_data(x)
+
+
+@torch.no_grad()
+def ddim_sample(model: DiffusionModel, n: int, steps: int = 20, eta: float = 0.0,
+                generator: torch.Generator | None = None, y=None, guidance: float | None = None,
+                trajectory: bool = False):
+    """DDIM: `steps` network passes on an evenly spaced subsequence of the timesteps (chapter 2).
+
+    eta = 0 is deterministic given x_T; eta = 1 with steps = T is DDPM. Other
+    arguments as `ddpm_sample`.
+    """
+    y = _labels(model, n, y, guidance)
+    ts = model.schedule.ddim_timesteps(steps)
+    x = model.noise(n, generator)
+    frames = [model.to_data(x).cpu()] if trajectory else None
+    for t, t_prev in zip(ts, ts[1:] + [-1]):
+        eps_pred = model.predict_noise(x, t, y, guidance)
+        x = model.schedule.ddim_step(eps_pred, t, t_prev, x, eta=eta, generator=generator)
+        if trajectory:
+            frames.append(model.to_data(x).cpu())
+    return (model.to_data(x), frames) if trajectory else model.to_data(x)

@@ -1,0 +1,145 @@
+"""The checks of lab 01 pass on the reference, fail on a stub, and name each typical mistake."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gencourse import autoregressive as ar
+from gencourse.checks import autoregressive as checks
+
+
+def stub(*args, **kwargs):
+    raise NotImplementedError("Exercise 1.k: not written")
+
+
+@pytest.mark.parametrize("check, reference", [
+    (checks.attention, ar.attention),
+    (checks.next_token_loss, ar.next_token_loss),
+    (checks.sample_next, ar.sample_next),
+    (checks.image_to_tokens, ar.image_to_tokens),
+    (checks.bits_per_dim, ar.bits_per_dim),
+])
+def test_reference_passes_and_stub_fails(check, reference, capsys):
+    check(reference)
+    assert capsys.readouterr().out.startswith("\u2713")
+    with pytest.raises(AssertionError, match=r"Exercise 1\.\d is not done yet"):
+        check(stub)
+
+
+# ----------------------------------------------------------------------------- attention
+
+def _masked(q, k, v, scale, fill=float("-inf"), mask="tril", dim=-1, after=False):
+    T = q.shape[-2]
+    scores = q @ k.transpose(-2, -1) / scale
+    allowed = torch.ones(T, T, dtype=torch.bool).tril() if mask == "tril" else torch.ones(T, T, dtype=torch.bool).triu()
+    if after:
+        return scores.softmax(-1).masked_fill(~allowed, 0.0) @ v
+    if mask is not None:
+        scores = scores.masked_fill(~allowed, fill)
+    return scores.softmax(dim).nan_to_num() @ v
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda q, k, v: _masked(q, k, v, math.sqrt(q.shape[-1]), mask=None), "future tokens leak"),
+    (lambda q, k, v: _masked(q, k, v, math.sqrt(q.shape[-1]), mask="triu"), "wrong way"),
+    (lambda q, k, v: _masked(q, k, v, 1.0), "not scaled"),
+    (lambda q, k, v: _masked(q, k, v, q.shape[-1]), "divide the scores by d"),
+    (lambda q, k, v: _masked(q, k, v, math.sqrt(q.shape[-1]), fill=0.0), "-inf"),
+    (lambda q, k, v: _masked(q, k, v, math.sqrt(q.shape[-1]), dim=-2), "wrong axis"),
+    (lambda q, k, v: _masked(q, k, v, math.sqrt(q.shape[-1]), after=True), "AFTER the softmax"),
+    (lambda q, k, v: (q @ k.transpose(-2, -1)).softmax(-1), "attention weights"),
+    (lambda q, k, v: ar.attention(q, k, v) + 0.1, "differs"),
+])
+def test_attention_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.attention(wrong)
+
+
+# ----------------------------------------------------------------------------- next-token loss
+
+def _ce(logits, targets, **kw):
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), **kw)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda f, w: _ce(f(w), w), "read the whole window"),
+    (lambda f, w: _ce(f(w[:, 1:]), w[:, :-1]), "runs backwards"),
+    (lambda f, w: _ce(f(w[:, :-1]), w[:, :-1]), "copy the current token"),
+    (lambda f, w: _ce(f(w[:, :-1]), w[:, 1:]) / math.log(2), "bits"),
+    (lambda f, w: _ce(f(w[:, :-1]), w[:, 1:], reduction="sum"), "you sum"),
+    (lambda f, w: -_ce(f(w[:, :-1]), w[:, 1:]), "sign"),
+    (lambda f, w: _ce(f(w[:, :-1]), w[:, 1:], reduction="none"), "return one number"),
+    (lambda f, w: torch.tensor(1.0), "call the model"),
+])
+def test_next_token_loss_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.next_token_loss(wrong)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _sampler(transform=lambda l, t: l / t, top="largest", use_generator=True):
+    def sample(logits, temperature=1.0, top_k=None, generator=None):
+        logits = transform(logits, temperature)
+        if top_k is not None:
+            vals = logits.topk(top_k, dim=-1, largest=top == "largest").values[:, -1:]
+            keep = logits >= vals if top == "largest" else logits <= vals
+            logits = logits.masked_fill(~keep, float("-inf"))
+        return torch.multinomial(logits.softmax(-1), 1, generator=generator if use_generator else None).squeeze(-1)
+    return sample
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda logits, temperature=1.0, top_k=None, generator=None: logits.argmax(-1), "greedy"),
+    (_sampler(lambda l, t: l * t), "do not multiply"),
+    (_sampler(lambda l, t: l), "no effect"),
+    (_sampler(top="smallest"), "LEAST likely"),
+    (_sampler(use_generator=False), "generator"),
+    (lambda logits, temperature=1.0, top_k=None, generator=None: logits.softmax(-1), "one token id per row"),
+    (_sampler(lambda l, t: l + t), "temperature"),
+])
+def test_sample_next_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.sample_next(wrong)
+
+
+def test_sample_next_ignoring_top_k_is_caught():
+    def no_top_k(logits, temperature=1.0, top_k=None, generator=None):
+        return ar.sample_next(logits, temperature, None, generator=generator)
+    with pytest.raises(AssertionError, match="top_k=3"):
+        checks.sample_next(no_top_k)
+
+
+# ----------------------------------------------------------------------------- images
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda x: x.flatten(start_dim=1), "integers"),
+    (lambda x: x.transpose(-2, -1).flatten(start_dim=1).long(), "column by column"),
+    (lambda x: x.long(), r"shape \(N, H \* W\)"),
+    (lambda x: (1 - x).flatten(start_dim=1).long(), "differ"),
+])
+def test_image_to_tokens_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.image_to_tokens(wrong)
+
+
+def _nll(logits, tokens):
+    return -logits.log_softmax(-1).gather(-1, tokens[..., None]).squeeze(-1).sum(1)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda l, t: -ar.bits_per_dim(l, t), "sign"),
+    (lambda l, t: _nll(l, t) / t.shape[1], "nats per pixel"),
+    (lambda l, t: _nll(l, t), "total in nats"),
+    (lambda l, t: _nll(l, t) / math.log(2), "bits per image"),
+    (lambda l, t: _nll(l.flip(-1), t) / (t.shape[1] * math.log(2)), "wrong value"),
+    (lambda l, t: _nll(l, t)[:, None], "shape"),
+    (lambda l, t: ar.bits_per_dim(l, t) * 1.1, "expected"),
+])
+def test_bits_per_dim_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.bits_per_dim(wrong)
