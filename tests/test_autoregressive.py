@@ -299,3 +299,22 @@ def test_temperature_widgets():
     box = widgets.temperature_explorer(tiny(vocab_size=tokenizer.vocab_size), tokenizer, "ab", max_new_tokens=5)
     assert len(box.children) == 2
     plt.close("all")
+
+
+def test_keras_char_gpt_learns_and_validates_its_input():
+    from gencourse.keras import autoregressive as keras_ar
+
+    keras_ar.keras.utils.set_random_seed(0)
+    tokens = torch.arange(8).repeat(200)                      # a cycle: every next token is predictable
+    model = keras_ar.CharGPT(vocab_size=8, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model.compile(optimizer=keras_ar.keras.optimizers.Adam(1e-2))
+    val = torch.stack([tokens[i:i + 17] for i in range(0, 160, 16)])
+    before = keras_ar.evaluate_loss(model, val)
+    x, y = keras_ar.windows(tokens, 16, count=256)
+    model.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    after = keras_ar.evaluate_loss(model, val)
+    assert after < 0.5 * before, (before, after)
+    with pytest.raises(ValueError, match="length"):
+        keras_ar.windows(tokens[:10], 16, count=4)
+    with pytest.raises(TypeError, match="tokens"):
+        keras_ar.windows(tokens.float(), 16, count=4)

@@ -13,3 +13,19 @@ if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "torch") != "torch
         "keras was imported with KERAS_BACKEND=%r; restart the kernel and import gencourse.keras first"
         % os.environ.get("KERAS_BACKEND"))
 os.environ["KERAS_BACKEND"] = "torch"
+
+
+def torch_update(model, loss) -> dict:
+    """The end of a torch-style custom `train_step` (after `model.zero_grad()` and the forward pass):
+    backpropagate `loss`, let the Keras optimizer apply the gradients, and track the mean loss.
+
+    The model needs a `loss_tracker` (a keras.metrics.Mean) listed in its `metrics`.
+    """
+    import torch
+
+    loss.backward()
+    weights = model.trainable_weights
+    with torch.no_grad():
+        model.optimizer.apply([w.value.grad for w in weights], weights)
+    model.loss_tracker.update_state(loss)
+    return {"loss": model.loss_tracker.result()}

@@ -15,6 +15,7 @@ import torch
 from keras import layers, ops
 
 from .. import validate
+from . import torch_update
 
 
 class Block(layers.Layer):
@@ -70,12 +71,7 @@ class CharGPT(keras.Model):
         inputs, targets = data
         self.zero_grad()                                      # torch-style: clear, forward, backward, apply
         loss = self.next_token_loss(inputs, targets)
-        loss.backward()
-        weights = self.trainable_weights
-        with torch.no_grad():
-            self.optimizer.apply([w.value.grad for w in weights], weights)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return torch_update(self, loss)
 
 
 def windows(tokens: torch.Tensor, length: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

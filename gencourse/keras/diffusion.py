@@ -18,6 +18,7 @@ import torch
 from keras import layers, ops
 
 from .. import validate
+from . import torch_update
 from ..diffusion import DiffusionConfig, NoiseSchedule
 
 
@@ -74,12 +75,7 @@ class KerasDiffusion(keras.Model):
 
         self.zero_grad()
         loss = ops.mean(ops.square(self((xt, t), training=True) - eps))
-        loss.backward()
-        weights = self.trainable_weights
-        with torch.no_grad():
-            self.optimizer.apply([w.value.grad for w in weights], weights)
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
+        return torch_update(self, loss)
 
     @torch.no_grad()
     def sample(self, n: int, steps: int = 20, generator: torch.Generator | None = None) -> torch.Tensor:
