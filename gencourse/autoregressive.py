@@ -246,7 +246,7 @@ class GPT(nn.Module):
             validate.positive_int("n", prompt)
             prompt = torch.zeros(prompt, 1, dtype=torch.long, device=self.head.weight.device)
         validate.tensor("prompt", prompt, ndim=(1, 2), dtype="int")
-        prompt = prompt[None] if prompt.dim() == 1 else prompt
+        prompt = (prompt[None] if prompt.dim() == 1 else prompt).to(self.head.weight.device)
         self.check_tokens(prompt[:, -self.config.block_size:], name="prompt")
         return generate(self, prompt, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
 

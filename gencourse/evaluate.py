@@ -111,7 +111,8 @@ def _train_classifier(name: str) -> DigitClassifier:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_classifier_on(name)
+        with torch.random.fork_rng():  # the caller's random state is the same with or without a cache
+            return _train_classifier_on(name)
     finally:
         torch.set_num_threads(threads)
 
@@ -253,8 +254,9 @@ def frechet_distance(samples: torch.Tensor) -> Frechet:
     """Frechet distance between samples and the real test split, in the classifier's features (lab 00).
 
     Samples are digits (N, 1, 8, 8) or MNIST (N, 1, 28, 28) in [0, 1] (values
-    outside are clipped). The floor compares the first N real held-out images
-    (validation, then training split) with the same test split.
+    outside are clipped). The floor compares the first N real digits that are
+    not in the test split (the validation split, then the training split) with
+    the same test split: what real digits reach at that sample count.
     """
     name = _name_for(samples)
     test_f, held_f = _real_features(name)

@@ -198,9 +198,12 @@ def test_kv_cache_is_faster():
     times = {}
     for use_cache in (True, False):
         model.sample(start, 4, use_cache=use_cache)
-        t0 = time.perf_counter()
-        model.sample(start, 128, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
-        times[use_cache] = time.perf_counter() - t0
+        runs = []
+        for _ in range(3):  # the best of three: a busy machine slows single runs
+            t0 = time.perf_counter()
+            model.sample(start, 128, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
+            runs.append(time.perf_counter() - t0)
+        times[use_cache] = min(runs)
     assert times[True] < times[False]
 
 

@@ -91,8 +91,9 @@ class _Recorder(torch.nn.Module):
 
     def __init__(self):
         super().__init__()
-        torch.manual_seed(0)
-        self.gpt = ar.GPT(ar.GPTConfig(vocab_size=7, block_size=12, n_layer=1, n_head=2, n_embd=16))
+        with torch.random.fork_rng():  # a fixed model, without touching the learner's random state
+            torch.manual_seed(0)
+            self.gpt = ar.GPT(ar.GPTConfig(vocab_size=7, block_size=12, n_layer=1, n_head=2, n_embd=16))
         self.seen = []
 
     def forward(self, tokens):

@@ -76,8 +76,9 @@ def add_noise(fn) -> None:
 # ----------------------------------------------------------------------------- 2.2 loss
 
 def _tiny_denoiser() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return diffusion.MLPDenoiser((2,), hidden=16, depth=1, emb_dim=8).eval()
+    with torch.random.fork_rng():  # a fixed network, without touching the learner's random state
+        torch.manual_seed(0)
+        return diffusion.MLPDenoiser((2,), hidden=16, depth=1, emb_dim=8).eval()
 
 
 def noise_prediction_loss(fn) -> None:

@@ -8,10 +8,10 @@ and refuses to go on if keras was already imported with another backend.
 import os
 import sys
 
-if "keras" in sys.modules and os.environ.get("KERAS_BACKEND", "torch") != "torch":
+if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "torch":
     raise ImportError(
-        "keras was imported with KERAS_BACKEND=%r; restart the kernel and import gencourse.keras first"
-        % os.environ.get("KERAS_BACKEND"))
+        "keras was imported with the %r backend; restart the kernel and import gencourse.keras first"
+        % sys.modules["keras"].backend.backend())
 os.environ["KERAS_BACKEND"] = "torch"
 
 
