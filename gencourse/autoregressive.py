@@ -261,9 +261,9 @@ def _init_weights(module: nn.Module) -> None:
 
 # ----------------------------------------------------------------------------- sampling
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw one token per row of logits (B, V) -> (B,) (chapter 1, lab 01).
+def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                     top_p: float | None = None) -> torch.Tensor:
+    """The distribution a sampler draws from: logits (B, V) -> probabilities (B, V) (chapter 1, lab 01).
 
     temperature divides the logits (below 1 sharpens, above 1 flattens);
     top_k keeps the k most likely tokens; top_p keeps the smallest set of
@@ -282,7 +282,13 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         logits = _nucleus(logits, top_p)
-    probs = logits.softmax(dim=-1)
+    return logits.softmax(dim=-1)
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row of logits (B, V) -> (B,) from next_token_probs (chapter 1, lab 01)."""
+    probs = next_token_probs(logits, temperature, top_k, top_p)
     where = generator.device if generator is not None else probs.device     # the generator's device draws
     return torch.multinomial(probs.to(where), 1, generator=generator).squeeze(-1).to(probs.device)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from . import autoregressive as ar
 from . import validate
 
 
 def _probs(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
-    logits = logits / temperature
-    if top_k:
-        logits = logits.masked_fill(logits < logits.topk(min(top_k, len(logits))).values[-1], float("-inf"))
-    return logits.softmax(dim=-1)
+    return ar.next_token_probs(logits[None], temperature, top_k or None)[0]
 
 
 def _labels(labels, n: int) -> list[str]:
