@@ -74,6 +74,13 @@ class DiffusionConfig:
         return cls(**{**dict(shape=(2,), timesteps=200, hidden=128, depth=3, emb_dim=32, rescale=False, clip=None), **changes})
 
 
+def draw_normal(shape, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise drawn where the generator lives (the CPU by default), so that
+    a seed gives the same samples whichever device the model is on (lab 02)."""
+    where = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, device=where)
+
+
 # ----------------------------------------------------------------------------- the process
 
 def linear_betas(timesteps: int) -> torch.Tensor:
@@ -150,7 +157,7 @@ class NoiseSchedule:
 
     def _noise(self, xt: torch.Tensor, noise, generator) -> torch.Tensor:
         if noise is None:
-            return torch.randn(xt.shape, generator=generator).to(xt)  # drawn on the CPU: same on any device
+            return draw_normal(xt.shape, generator).to(xt)
         return validate.tensor("noise", noise, shape=tuple(xt.shape), dtype="float")
 
     def step(self, eps_pred: torch.Tensor, t: int, xt: torch.Tensor, generator: torch.Generator | None = None,
@@ -363,7 +370,7 @@ class DiffusionModel(nn.Module):
         """x_T ~ N(0, I): n examples of pure noise on the model's device (chapter 2)."""
         validate.positive_int("n", n)
         device = next(self.parameters()).device
-        return torch.randn((n, *self.shape), generator=generator).to(device)
+        return draw_normal((n, *self.shape), generator).to(device)
 
     def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
         """n samples in data space with the full DDPM sampler; kwargs go to `ddpm_sample` (chapter 2)."""
