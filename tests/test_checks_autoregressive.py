@@ -143,3 +143,16 @@ def _nll(logits, tokens):
 def test_bits_per_dim_mistakes(wrong, message):
     with pytest.raises(AssertionError, match=message):
         checks.bits_per_dim(wrong)
+
+
+def test_attention_check_names_the_leaking_positions():
+    import math
+
+    def off_by_one(q, k, v):  # lets each position see one token ahead
+        T = q.shape[-2]
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        allowed = torch.ones(T, T, dtype=torch.bool).tril(1)
+        return scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v
+
+    with pytest.raises(AssertionError, match="lets position 0 attend to position 1"):
+        checks.attention(off_by_one)

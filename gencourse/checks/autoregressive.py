@@ -57,6 +57,20 @@ def _attention_mistakes(q, k, v):
     ]
 
 
+def _first_leak(fn, q, k, v, got) -> tuple[int, int] | None:
+    """The first (t, j) with j > t such that changing token j's key and value changes output t."""
+    for j in range(1, q.shape[-2]):
+        k2, v2 = k.clone(), v.clone()
+        k2[..., j, :] += 5.0
+        v2[..., j, :] -= 5.0
+        again = call("1.1", fn, q, k2, v2)
+        if isinstance(again, torch.Tensor) and again.shape == got.shape:
+            changed = (again[..., :j, :] - got[..., :j, :]).abs().amax(dim=(0, 1, 3)) > 1e-4  # (j,)
+            if changed.any():
+                return int(changed.nonzero()[0]), j
+    return None
+
+
 def attention(fn) -> None:
     """Exercise 1.1: scaled dot-product attention with a causal mask."""
     q, k, v = _qkv(seed=11)
@@ -66,21 +80,23 @@ def attention(fn) -> None:
                              "by v to return the mixed values (B, heads, T, d).")
     got = expect_tensor("1.1", "attention(q, k, v)", got, q.shape)
     want = ar.attention(q, k, v)
+    leak = _first_leak(fn, q, k, v, got)
+    where = f" (for example, your mask lets position {leak[0]} attend to position {leak[1]})" if leak else ""
     if not _close(got, want):
         for wrong, message in _attention_mistakes(q, k, v):
             if _close(got, wrong):
-                raise AssertionError(f"Exercise 1.1: {message}")
+                raise AssertionError(f"Exercise 1.1: {message}{where}")
+        if leak:
+            raise AssertionError(f"Exercise 1.1: your mask lets position {leak[0]} attend to position {leak[1]}: "
+                                 "changing a later token changed an earlier output. Keys j > t must get -inf.")
         b, h, t, _ = [int(i) for i in torch.nonzero((got - want).abs() > 1e-4)[0]]
         raise AssertionError(
             f"Exercise 1.1: at batch {b}, head {h}, position {t} your output differs from "
             "softmax(q k^T / sqrt(d) + mask) v. Check the three steps: scores, mask with -inf, softmax over "
             "the last axis, then the product with v.")
-    q2, k2, v2 = (x.clone() for x in (q, k, v))
-    k2[..., -1, :] += 5.0  # change only the last position's key and value
-    v2[..., -1, :] -= 5.0
-    again = call("1.1", fn, q2, k2, v2)
-    if not _close(again[..., :-1, :], got[..., :-1, :]):
-        raise AssertionError("Exercise 1.1: changing the LAST token changed earlier outputs: the mask leaks.")
+    if leak:  # right on this input, yet the future leaks (e.g. a mask that is only right for this T)
+        raise AssertionError(f"Exercise 1.1: your mask lets position {leak[0]} attend to position {leak[1]}: "
+                             "changing a later token changed an earlier output. Keys j > t must get -inf.")
     passed("causal attention is right, and the future does not leak into the past")
 
 
