@@ -344,11 +344,7 @@ class DiffusionModel(nn.Module):
         implies lies in the data's range (diffusers' `clip_sample`).
         """
         eps_pred = self._predict_noise(xt, t, y, guidance)
-        if self.config.clip is None:
-            return eps_pred
-        x0_pred = self.schedule.predict_x0(xt, eps_pred, t).clamp(-self.config.clip, self.config.clip)
-        abar = self.schedule.alpha_bar[t].to(xt)
-        return (xt - abar.sqrt() * x0_pred) / (1 - abar).sqrt()    # the eps that implies the clipped x0
+        return eps_pred if self.config.clip is None else clip_noise(self.schedule, xt, eps_pred, t, self.config.clip)
 
     def _predict_noise(self, xt, t, y, guidance):
         tt = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
@@ -392,6 +388,16 @@ def _labels(model: DiffusionModel, n: int, y, guidance):
 # ----------------------------------------------------------------------------- sampling
 
 @torch.no_grad()
+def clip_noise(schedule: "NoiseSchedule", xt: torch.Tensor, eps_pred: torch.Tensor, t: int, clip: float) -> torch.Tensor:
+    """The noise estimate whose implied clean data x0 is clipped to [-clip, clip] (chapter 2).
+
+    diffusers' `clip_sample`: predict x0 from (xt, eps_pred), clip it, and return the eps that implies it.
+    """
+    x0_pred = schedule.predict_x0(xt, eps_pred, t).clamp(-clip, clip)
+    abar = schedule.alpha_bar[t].to(xt)
+    return (xt - abar.sqrt() * x0_pred) / (1 - abar).sqrt()
+
+
 def ddpm_sample(model: DiffusionModel, n: int, generator: torch.Generator | None = None, y=None,
                 guidance: float | None = None, trajectory: bool = False):
     """Ancestral sampling: T network passes, from x_{T-1} ~ N(0, I) down to x_0 (chapter 2).

@@ -19,7 +19,7 @@ from keras import layers, ops
 
 from .. import validate
 from . import torch_update
-from ..diffusion import DiffusionConfig, NoiseSchedule
+from ..diffusion import DiffusionConfig, NoiseSchedule, clip_noise
 
 
 def sinusoidal(t, dim: int, max_period: float = 10_000.0):
@@ -87,9 +87,7 @@ class KerasDiffusion(keras.Model):
         for t, t_prev in zip(ts, ts[1:] + [-1]):
             eps_pred = self((x, torch.full((n,), t, device=device)), training=False)
             if self.config.clip is not None:  # keep the implied x0 in range, as DiffusionModel.predict_noise
-                abar = self.schedule.alpha_bar[t].to(x)
-                x0 = self.schedule.predict_x0(x, eps_pred, t).clamp(-self.config.clip, self.config.clip)
-                eps_pred = (x - abar.sqrt() * x0) / (1 - abar).sqrt()
+                eps_pred = clip_noise(self.schedule, x, eps_pred, t, self.config.clip)
             x = self.schedule.ddim_step(eps_pred, t, t_prev, x)
         x = x.view(n, *self.config.shape)
         return ((x + 1) / 2).clamp(0, 1) if self.config.rescale else x
