@@ -65,10 +65,11 @@ class History:
         from .plot import loss_curves
 
         keys = keys or [k for k in self.values if not k.startswith("val_")]
-        fig = loss_curves({k: self[k] for k in keys}, ax=ax, smooth=smooth, title=title)
+        per_step = [k for k in keys if not k.startswith("val_")]  # validation series have their own x: eval_steps
+        fig = loss_curves({k: self[k] for k in per_step}, ax=ax, smooth=smooth, title=title)
         ax = fig.axes[0] if ax is None else ax
         for k in self.values:
-            if k.startswith("val_") and (keys is None or k in keys or k[4:] in keys):
+            if k.startswith("val_") and (k in keys or k[4:] in keys):
                 ax.plot(self.eval_steps, self.values[k], "o-", label=k)
         ax.legend()
         return fig
