@@ -354,6 +354,21 @@ def tokens_to_image(tokens: torch.Tensor, side: int, levels: int = 2) -> torch.T
     return (tokens.float() / max(1, levels - 1)).view(-1, 1, side, side)
 
 
+def raster_frames(images: torch.Tensor, stages: int = 8) -> tuple[list[torch.Tensor], list[str]]:
+    """How a raster-order model draws (chapter 1, lab 01): images (N, C, H, W) revealed pixel by pixel,
+    grey where not drawn yet, in `stages` + 1 frames, with a label for each."""
+    validate.tensor("images", images, ndim=4, dtype="float")
+    validate.positive_int("stages", stages)
+    flat = images.flatten(start_dim=1)                                        # (N, D) in raster order
+    frames, labels = [], []
+    for n in range(0, flat.shape[1] + 1, max(1, flat.shape[1] // stages)):
+        partial = torch.full_like(flat, 0.5)
+        partial[:, :n] = flat[:, :n]
+        frames.append(partial.view_as(images))
+        labels.append(f"{n} pixels")
+    return frames, labels
+
+
 def sequence_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """-log p(tokens) in nats per sequence, summed over positions: logits (N, D, V), tokens (N, D) -> (N,)."""
     validate.tensor("logits", logits, ndim=3, dtype="float")

@@ -321,3 +321,14 @@ def test_keras_char_gpt_learns_and_validates_its_input():
         keras_ar.windows(tokens[:10], 16, count=4)
     with pytest.raises(TypeError, match="tokens"):
         keras_ar.windows(tokens.float(), 16, count=4)
+
+
+def test_raster_frames_reveal_pixels_in_raster_order():
+    images = torch.rand(3, 1, 8, 8)
+    frames, labels = ar.raster_frames(images, stages=4)
+    assert labels == ["0 pixels", "16 pixels", "32 pixels", "48 pixels", "64 pixels"]
+    assert torch.all(frames[0] == 0.5) and torch.equal(frames[-1], images)
+    flat = frames[1].flatten(1)
+    assert torch.equal(flat[:, :16], images.flatten(1)[:, :16]) and torch.all(flat[:, 16:] == 0.5)
+    with pytest.raises(ValueError, match="images"):
+        ar.raster_frames(torch.rand(3, 64))
