@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import train, validate
+from . import validate
+from .contract import evaluating, sampler
+from .data import unpack
 
 
 # ----------------------------------------------------------------------------- configs
@@ -53,14 +55,15 @@ class GPTConfig:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
 
     @classmethod
-    def fast(cls, vocab_size: int) -> "GPTConfig":
-        """A 2-layer, 64-wide character model with a 64-character context, for a CPU (lab 01)."""
-        return cls(vocab_size=vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    def fast(cls, **changes) -> "GPTConfig":
+        """A 2-layer, 64-wide character model with a 64-character context, for a CPU (lab 01).
+        Set vocab_size to the tokenizer's: GPTConfig.fast(vocab_size=tokenizer.vocab_size)."""
+        return cls(**{**dict(block_size=64, n_layer=2, n_head=4, n_embd=64), **changes})
 
     @classmethod
-    def full(cls, vocab_size: int) -> "GPTConfig":
+    def full(cls, **changes) -> "GPTConfig":
         """nanoGPT's tiny-shakespeare character model: 6 layers, 384 wide, for a GPU (lab 01)."""
-        return cls(vocab_size=vocab_size, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2)
+        return cls(**{**dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2), **changes})
 
 
 # ----------------------------------------------------------------------------- attention
@@ -188,10 +191,11 @@ class GPT(nn.Module):
     sample continues prompts, with a KV cache by default.
     """
 
+    likelihood = "exact"
+
     def __init__(self, config: GPTConfig):
         super().__init__()
-        if not isinstance(config, GPTConfig):
-            raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
+        validate.instance("config", config, GPTConfig)
         self.config = config
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)   # learned positions, as in GPT
@@ -201,20 +205,32 @@ class GPT(nn.Module):
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(_init_weights)
 
-    def check_tokens(self, tokens: torch.Tensor, past: int = 0, name: str = "tokens") -> torch.Tensor:
-        """Raise a clear error unless tokens is (B, T) integers in the vocabulary that fit the context."""
+    def check_tokens(self, tokens: torch.Tensor, name: str = "tokens") -> torch.Tensor:
+        """Raise a clear error unless tokens is (B, T) integers in the vocabulary that fit the context.
+        Called by the public entry points (loss, log_prob, sample), not by forward: the value check
+        reads the tensor, which would stall a GPU on every sampled token."""
         validate.tensor(name, tokens, ndim=2, dtype="int", low=0, high=self.config.vocab_size - 1)
-        if tokens.shape[1] == 0:
-            raise ValueError(f"{name} must hold at least one token per row, got shape {tuple(tokens.shape)}")
+        self._check_length(tokens, 0, name)
+        return tokens
+
+    def _check_window(self, window: torch.Tensor, name: str) -> None:
+        """A window (B, T + 1) of tokens in the vocabulary whose inputs window[:, :-1] fit the context."""
+        validate.tensor(name, window, ndim=2, dtype="int", low=0, high=self.config.vocab_size - 1)
+        if window.shape[1] < 2:
+            raise ValueError(f"{name} needs at least 2 tokens (inputs and one target), got shape {tuple(window.shape)}")
+        self._check_length(window[:, :-1], 0, f"{name}[:, :-1]")
+
+    def _check_length(self, tokens: torch.Tensor, past: int, name: str = "tokens") -> None:
+        if tokens.dim() != 2 or tokens.shape[1] == 0:
+            raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(tokens.shape)}")
         if past + tokens.shape[1] > self.config.block_size:
             raise ValueError(f"{name} has {past + tokens.shape[1]} positions but the context (block_size) is "
                              f"{self.config.block_size}: crop the sequence to its last {self.config.block_size} tokens")
-        return tokens
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Tokens (B, T) -> next-token logits (B, T, vocab_size). With a cache, tokens continue it."""
         past = len(cache) if cache is not None else 0
-        self.check_tokens(tokens, past)
+        self._check_length(tokens, past)                                    # shapes only: cheap
         positions = torch.arange(past, past + tokens.shape[1], device=tokens.device)
         x = self.drop(self.tok_emb(tokens) + self.pos_emb(positions))     # (B, T, C)
         for block in self.blocks:
@@ -222,33 +238,39 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))                                     # (B, T, V)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
-        """Next-token cross-entropy in nats per token of windows (B, T + 1)."""
-        window, _ = train.unpack(batch)
-        return {"loss": next_token_loss(self, window)}
+        """Next-token cross-entropy of windows (B, T + 1): nats per token (the loss) and, as "nll",
+        nats per window, -log p(window[:, 1:] | window[:, 0]), which log_prob gives exactly."""
+        window, _ = unpack(batch)
+        self._check_window(window, "window")
+        loss = next_token_loss(self, window)
+        return {"loss": loss, "nll": loss * (window.shape[1] - 1)}
 
     def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(tokens[:, 1:] | tokens[:, 0]) in nats, exact, by the chain rule: (B, T) -> (B,)."""
-        self.check_tokens(tokens)
+        """log p(tokens[:, 1:] | tokens[:, 0]) in nats, exact, by the chain rule: (B, T) -> (B,).
+        The model reads tokens[:, :-1], so T may be block_size + 1 (a training window)."""
+        self._check_window(tokens, "tokens")
         logp = self(tokens[:, :-1]).log_softmax(dim=-1)                   # (B, T - 1, V)
         return logp.gather(-1, tokens[:, 1:, None]).squeeze(-1).sum(dim=1)
 
-    @torch.no_grad()
-    def sample(self, prompt, max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
-               top_p: float | None = None, generator: torch.Generator | None = None,
-               use_cache: bool = True) -> torch.Tensor:
-        """Continue prompts by max_new_tokens sampled tokens (chapter 1, lab 01).
+    @sampler
+    def sample(self, n: int, *, generator: torch.Generator | None = None, prompt: torch.Tensor | None = None,
+               max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, use_cache: bool = True) -> torch.Tensor:
+        """n sequences of max_new_tokens sampled tokens after a prompt (chapter 1, lab 01).
 
-        prompt: an int n (n sequences, each starting from token 0, a newline
-        for our character tokenizer), or tokens (T0,) or (B, T0). Returns
-        (B, T0 + max_new_tokens) tokens, the prompt included.
+        prompt: tokens (T0,) that every sequence continues, or (n, T0), one per
+        sequence; by default token 0 (a newline for our character tokenizer).
+        Returns (n, T0 + max_new_tokens) tokens, the prompt included.
         """
-        if isinstance(prompt, int) and not isinstance(prompt, bool):
-            validate.positive_int("n", prompt)
-            prompt = torch.zeros(prompt, 1, dtype=torch.long, device=self.head.weight.device)
+        device = self.head.weight.device
+        if prompt is None:
+            prompt = torch.zeros(1, dtype=torch.long)
         validate.tensor("prompt", prompt, ndim=(1, 2), dtype="int")
-        prompt = (prompt[None] if prompt.dim() == 1 else prompt).to(self.head.weight.device)
+        prompt = prompt.expand(n, -1) if prompt.dim() == 1 else prompt
+        if len(prompt) != n:
+            raise ValueError(f"prompt holds {len(prompt)} sequences but n is {n}: pass one prompt (T0,) or n (n, T0)")
         self.check_tokens(prompt[:, -self.config.block_size:], name="prompt")
-        return generate(self, prompt, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+        return generate(self, prompt.to(device), max_new_tokens, temperature, top_k, top_p, generator, use_cache)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -286,7 +308,7 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                top_p: float | None = None, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row of logits (B, V) -> (B,) from next_token_probs (chapter 1, lab 01)."""
     probs = next_token_probs(logits, temperature, top_k, top_p)
     where = generator.device if generator is not None else probs.device     # the generator's device draws
@@ -318,17 +340,15 @@ def generate(model: GPT, tokens: torch.Tensor, steps: int, temperature: float = 
         raise ValueError(f"the number of new tokens must be an int >= 0, got {steps!r}")
     block = model.config.block_size
     cache = KVCache(model.config.n_layer) if use_cache else None
-    was_training = model.training
-    model.eval()
-    for _ in range(steps):
-        if cache is not None and tokens.shape[1] <= block:
-            logits = model(tokens[:, len(cache):], cache)[:, -1]      # only what the cache has not seen
-        else:
-            logits = model(tokens[:, -block:])[:, -1]                 # (B, V) at the last position
-        if vocab_limit is not None:
-            logits = logits[:, :vocab_limit]
-        tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, top_p, generator)[:, None]], dim=1)
-    model.train(was_training)
+    with evaluating(model):
+        for _ in range(steps):
+            if cache is not None and tokens.shape[1] <= block:
+                logits = model(tokens[:, len(cache):], cache)[:, -1]      # only what the cache has not seen
+            else:
+                logits = model(tokens[:, -block:])[:, -1]                 # (B, V) at the last position
+            if vocab_limit is not None:
+                logits = logits[:, :vocab_limit]
+            tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, top_p, generator=generator)[:, None]], dim=1)
     return tokens
 
 
@@ -421,10 +441,11 @@ class ImageAR(nn.Module):
     lets the first pixel be predicted too. log_prob is exact.
     """
 
+    likelihood = "exact"
+
     def __init__(self, config: ImageARConfig):
         super().__init__()
-        if not isinstance(config, ImageARConfig):
-            raise TypeError(f"config must be an ImageARConfig, got {type(config).__name__}")
+        validate.instance("config", config, ImageARConfig)
         self.config = config
         self.dims = config.side * config.side
         self.gpt = GPT(config.gpt_config())
@@ -435,6 +456,8 @@ class ImageAR(nn.Module):
             return torch.full((n, 1), self.config.levels, dtype=torch.long, device=device)
         if y is None:
             raise ValueError(f"this model is class-conditional ({self.config.num_classes} classes): pass labels y")
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.long)
         validate.tensor("y", y, shape=(n,), dtype="int", low=0, high=self.config.num_classes - 1)
         return (self.config.levels + y).long().to(device)[:, None]
 
@@ -451,15 +474,15 @@ class ImageAR(nn.Module):
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         """Nats per pixel (the loss) and nats per image ('nll')."""
-        x, y = train.unpack(batch)
+        x, y = unpack(batch)
         nll = -self.log_prob(x, y if self.config.num_classes else None).mean()
         return {"loss": nll / self.dims, "nll": nll}
 
-    @torch.no_grad()
-    def sample(self, n: int, y: torch.Tensor | None = None, temperature: float = 1.0, top_k: int | None = None,
-               generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
-        """n images (n, 1, side, side), pixel by pixel in raster order (chapter 1, lab 01)."""
-        validate.positive_int("n", n)
+    @sampler
+    def sample(self, n: int, *, generator: torch.Generator | None = None, y: torch.Tensor | None = None,
+               temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True) -> torch.Tensor:
+        """n images (n, 1, side, side) in [0, 1], pixel by pixel in raster order (chapter 1, lab 01).
+        y: a label, or labels (n,), of a class-conditional model."""
         device = self.gpt.head.weight.device
         start = self._start(n, y, device)
         tokens = generate(self.gpt, start, self.dims, temperature, top_k, None, generator, use_cache,
@@ -485,12 +508,11 @@ class LSTMLanguageModel(nn.Module):
         self.head = nn.Linear(n_embd, vocab_size)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        validate.tensor("tokens", tokens, ndim=2, dtype="int", low=0, high=self.vocab_size - 1)
         h, _ = self.lstm(self.emb(tokens))                                 # (B, T, C), step by step inside
         return self.head(h)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
-        window, _ = train.unpack(batch)
+        window, _ = unpack(batch)
         return {"loss": next_token_loss(self, window)}
 
 

@@ -6,8 +6,13 @@ sets are drawn here, and the text is the English documentation that ships
 with every CPython (`pydoc_data.topics`). The full profile downloads MNIST
 (through keras.datasets) and tiny-shakespeare into the cache folder.
 
-Images are float32 tensors of shape (N, 1, H, W) scaled to [0, 1]; labels are
-int64. Every split is deterministic: the same on every machine and every run.
+Images are float32 tensors of shape (N, 1, H, W) scaled to [0, 1] everywhere in
+the package; labels are int64. A model that wants another representation makes
+it from these with a named function: `binarize` (pixels 0 or 1, for chapter
+1's pixel tokens), `dequantize` (uniform noise within each grey level, for
+flows), or rescales inside itself (diffusion's [-1, 1]). Every split is
+deterministic: the same on every machine and every run. Each loader takes its
+choice of data from the caller; only a lab's config reads the profile.
 """
 
 from __future__ import annotations
@@ -22,17 +27,54 @@ from torch.utils.data import Dataset, TensorDataset
 from . import runtime, validate
 
 SPLITS = ("train", "val", "test")
+SIDES = {"digits": 8, "mnist": 28}     # image data set -> side of its square images
+LEVELS = {"digits": 17, "mnist": 256}  # image data set -> grey levels of its pixels
 MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
 MNIST_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"  # as keras.datasets.mnist
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
+# ----------------------------------------------------------------------------- batches
+
+def unpack(batch):
+    """A batch as (x, y): y is None for unlabelled data (lab 00)."""
+    if isinstance(batch, (list, tuple)):
+        return (batch[0], batch[1] if len(batch) > 1 else None)
+    return batch, None
+
+
+# ----------------------------------------------------------------------------- representations
+
+def binarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Images in [0, 1] -> 0/1 floats, 1 where a pixel exceeds `threshold` (lab 00, chapter 1)."""
+    validate.tensor("x", x, dtype="float", low=0.0, high=1.0)
+    return (x > threshold).float()
+
+
+def dequantize(x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Discrete images -> continuous ones, for a density model (chapter 5).
+
+    x in [0, 1] takes `levels` grey values k / (levels - 1), k = 0 .. levels - 1
+    (17 for the 8x8 digits, 256 for MNIST). Each value becomes (k + u) / levels
+    with u ~ U[0, 1): a continuous density on [0, 1) whose likelihood bounds the
+    discrete model's (Theis et al., 2016).
+    """
+    validate.tensor("x", x, dtype="float", low=0.0, high=1.0)
+    validate.positive_int("levels", levels)
+    if levels < 2:
+        raise ValueError(f"levels must be at least 2 (two grey values), got {levels}")
+    k = (x * (levels - 1)).round()
+    where = generator.device if generator is not None else torch.device("cpu")
+    u = torch.rand(x.shape, generator=generator, device=where).to(x)
+    return (k + u) / levels
+
+
 # ----------------------------------------------------------------------------- images
 
-def _split(x: np.ndarray, y: np.ndarray, split: str, binarize: bool, scale: float) -> TensorDataset:
+def _split(x: np.ndarray, y: np.ndarray, split: str, binary: bool, scale: float) -> TensorDataset:
     images = torch.from_numpy(x.astype(np.float32) / scale).unsqueeze(1)  # (N, 1, H, W) in [0, 1]
-    if binarize:
-        images = (images > 0.5).float()
+    if binary:
+        images = binarize(images)
     return TensorDataset(images, torch.from_numpy(y.astype(np.int64)))
 
 
@@ -98,7 +140,7 @@ def mnist(split: str = "train", binarize: bool = False) -> TensorDataset:
 
 def images(name: str, split: str = "train", binarize: bool = False) -> TensorDataset:
     """The image data of a profile: 'digits' (fast) or 'mnist' (full)."""
-    validate.choice("name", name, ("digits", "mnist"))
+    validate.choice("name", name, SIDES)
     return (digits if name == "digits" else mnist)(split, binarize)
 
 
@@ -159,16 +201,17 @@ def _stdlib_docs() -> str:
     return "\n\n".join(topics[k].strip() for k in sorted(topics)) + "\n"
 
 
-def text(name: str | None = None) -> str:
-    """The text corpus of a profile as one string (lab 00).
+TEXTS = ("stdlib_docs", "shakespeare")
+
+
+def text(name: str) -> str:
+    """A text corpus as one string (lab 00).
 
     'stdlib_docs' (fast, offline): the Python documentation topics that ship
     with CPython, about 460 KB of English. 'shakespeare' (full): tiny
     shakespeare, about 1.1 MB, downloaded into the cache folder once.
-    With no name, the profile decides.
     """
-    name = name or ("shakespeare" if runtime.profile() == "full" else "stdlib_docs")
-    validate.choice("name", name, ("stdlib_docs", "shakespeare"))
+    validate.choice("name", name, TEXTS)
     if name == "stdlib_docs":
         return _stdlib_docs()
     path = os.path.join(runtime.cache_dir(), "tinyshakespeare.txt")

@@ -15,8 +15,9 @@ As in diffusers and denoising-diffusion-pytorch, the network is kept apart
 from the process. `NoiseSchedule` holds the maths of the process (`add_noise`
 for training, `step` and `ddim_step` for sampling) and knows nothing of
 networks; a denoiser maps (x_t, t, y) to a prediction of the noise and knows
-nothing of schedules; `DiffusionModel` joins them for `fit()`; the samplers
-`ddpm_sample` and `ddim_sample` are plain loops over the timesteps.
+nothing of schedules; `DiffusionModel` joins them and meets the family
+contract (`gencourse.contract`); the samplers `ddpm_sample` and `ddim_sample`
+are plain loops over the timesteps, and `trajectory` keeps every state.
 
 Notation (ASCII for the paper's symbols): timesteps t = 0 .. T-1 index the
 noise levels, beta_t the variance added at step t, alpha_t = 1 - beta_t,
@@ -35,7 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import nn as gnn
-from . import train, validate
+from . import validate
+from .contract import evaluating, sampler
+from .data import unpack
 
 SCHEDULES = ("linear", "cosine")
 NETWORKS = ("mlp", "unet")
@@ -160,7 +163,11 @@ class NoiseSchedule:
             return draw_normal(xt.shape, generator).to(xt)
         return validate.tensor("noise", noise, shape=tuple(xt.shape), dtype="float")
 
-    def step(self, eps_pred: torch.Tensor, t: int, xt: torch.Tensor, generator: torch.Generator | None = None,
+    def _check_step(self, xt: torch.Tensor, eps_pred: torch.Tensor) -> None:
+        validate.tensor("xt", xt, dtype="float")
+        validate.tensor("eps_pred", eps_pred, shape=tuple(xt.shape), dtype="float")
+
+    def step(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int, *, generator: torch.Generator | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
         """One DDPM reverse step x_t -> x_{t-1} (Ho et al.'s Algorithm 2) (lab 02).
 
@@ -169,8 +176,7 @@ class NoiseSchedule:
         beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t). No noise is added at t = 0.
         """
         t = self._t(t)
-        validate.tensor("xt", xt, dtype="float")
-        validate.tensor("eps_pred", eps_pred, shape=tuple(xt.shape), dtype="float")
+        self._check_step(xt, eps_pred)
         beta, alpha, abar = (v[t].to(xt) for v in (self.betas, self.alphas, self.alpha_bar))
         mean = (xt - beta / (1 - abar).sqrt() * eps_pred) / alpha.sqrt()
         if t == 0:
@@ -183,7 +189,16 @@ class NoiseSchedule:
         abar = self._abar(self._t(t), xt)
         return (xt - (1 - abar).sqrt() * eps_pred) / abar.sqrt()
 
-    def ddim_step(self, eps_pred: torch.Tensor, t: int, t_prev: int, xt: torch.Tensor, eta: float = 0.0,
+    def clip_noise(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int, clip: float) -> torch.Tensor:
+        """The noise estimate whose implied clean data x0 is clipped to [-clip, clip] (chapter 2).
+
+        diffusers' `clip_sample`: predict x0 from (xt, eps_pred), clip it, and return the eps that implies it.
+        """
+        x0_pred = self.predict_x0(xt, eps_pred, t).clamp(-clip, clip)
+        abar = self._abar(t, xt)
+        return (xt - abar.sqrt() * x0_pred) / (1 - abar).sqrt()
+
+    def ddim_step(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int, t_prev: int, *, eta: float = 0.0,
                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """One DDIM step x_t -> x_{t_prev}, for any earlier t_prev (-1: the clean data) (lab 02).
 
@@ -198,8 +213,7 @@ class NoiseSchedule:
             raise ValueError(f"t_prev must come before t (t_prev < t), got t={t}, t_prev={t_prev}")
         if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta <= 1:
             raise ValueError(f"eta must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM-like), got {eta!r}")
-        validate.tensor("xt", xt, dtype="float")
-        validate.tensor("eps_pred", eps_pred, shape=tuple(xt.shape), dtype="float")
+        self._check_step(xt, eps_pred)
         abar, abar_prev = self._abar(t, xt), self._abar(t_prev, xt)
         x0_pred = (xt - (1 - abar).sqrt() * eps_pred) / abar.sqrt()
         sigma = eta * ((1 - abar_prev) / (1 - abar)).sqrt() * (1 - abar / abar_prev).sqrt()
@@ -254,21 +268,19 @@ class MLPDenoiser(nn.Module):
         super().__init__()
         self.shape, self.num_classes = tuple(shape), num_classes
         dim = math.prod(self.shape)
-        self.time = nn.Sequential(gnn.SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, hidden), nn.SiLU(),
-                                  nn.Linear(hidden, hidden))
-        self.label = nn.Embedding(num_classes + 1, hidden) if num_classes else None
+        self.time = gnn.TimeEmbedding(emb_dim, hidden)
+        self.label = gnn.LabelEmbedding(num_classes, hidden) if num_classes else None
         self.inp = nn.Linear(dim, hidden)
         self.blocks = nn.ModuleList(gnn.MLP(hidden, hidden, hidden, depth=1) for _ in range(depth))
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        validate.tensor("x", x, dtype="float", shape=(None, *self.shape))
-        validate.tensor("t", t, shape=(x.shape[0],))
+        # hot code: no value checks here (they sync the device); DiffusionModel checks its inputs
+        if (self.label is None) != (y is None):
+            raise ValueError("pass labels y (B,) exactly when the denoiser was built with num_classes "
+                             "(num_classes itself means 'no label')")
         emb = self.time(t)                                            # (B, hidden)
         if self.label is not None:
-            if y is None:
-                raise ValueError("this denoiser is class-conditional: pass labels y (B,), num_classes for 'no label'")
-            validate.tensor("y", y, shape=(x.shape[0],), dtype="int", low=0, high=self.num_classes)
             emb = emb + self.label(y)
         h = self.inp(x.flatten(1))                                    # (B, hidden)
         for block in self.blocks:
@@ -286,6 +298,14 @@ def make_denoiser(config: DiffusionConfig) -> nn.Module:
     return gnn.TinyUNet(config.shape[0], config.base, config.emb_dim, config.num_classes)
 
 
+def noise_prediction_loss(denoiser: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
+                          eps: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Ho et al.'s simple loss: mean of (eps - denoiser(x_t, t, y))^2 with x_t = add_noise(x0, eps, t)
+    (chapter 2, lab 02)."""
+    xt = schedule.add_noise(x0, eps, t)
+    return F.mse_loss(denoiser(xt, t) if y is None else denoiser(xt, t, y), eps)
+
+
 # ----------------------------------------------------------------------------- the model
 
 class DiffusionModel(nn.Module):
@@ -293,12 +313,16 @@ class DiffusionModel(nn.Module):
 
     loss(batch) -> {"loss": mean squared error between eps and eps_pred}; batches
     are x (B, *shape) or (x, y) for a class-conditional model; images in [0, 1].
+    sample(n, generator=..., y=..., guidance=..., steps=...) draws by DDPM, or by
+    DDIM when `steps` is given. No likelihood is computed here (the ELBO of
+    diffusion exists, but the course does not evaluate it).
     """
+
+    likelihood = None
 
     def __init__(self, config: DiffusionConfig):
         super().__init__()
-        if not isinstance(config, DiffusionConfig):
-            raise TypeError(f"config must be a DiffusionConfig, got {type(config).__name__}")
+        validate.instance("config", config, DiffusionConfig)
         if not 0 <= config.label_dropout < 1:
             raise ValueError(f"config.label_dropout must lie in [0, 1), got {config.label_dropout}")
         self.config = config
@@ -314,24 +338,31 @@ class DiffusionModel(nn.Module):
     def to_data(self, x: torch.Tensor) -> torch.Tensor:
         return ((x + 1) / 2).clamp(0, 1) if self.config.rescale else x
 
-    def _check_x(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        return validate.tensor(name, x, dtype="float", shape=(None, *self.shape))
+    def _labels(self, y, n: int) -> torch.Tensor | None:
+        """Labels (n,) on the model's device, checked; an int means n copies of it."""
+        if y is None:
+            return None
+        if not self.num_classes:
+            raise ValueError("labels y need a class-conditional model (config.num_classes)")
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.long)
+        validate.tensor("y", y, shape=(n,), dtype="int", low=0, high=self.num_classes - 1)
+        return y.to(self.device)
 
-    def _null_labels(self, n: int, device) -> torch.Tensor:
-        return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
-        x, y = train.unpack(batch)
-        x0 = self.to_model(self._check_x(x))
+        x, y = unpack(batch)
+        x0 = self.to_model(validate.tensor("x", x, dtype="float", shape=(None, *self.shape)))
         t = torch.randint(0, self.schedule.timesteps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
-        xt = self.schedule.add_noise(x0, eps, t)
         if self.num_classes:
             if y is None:
                 raise ValueError("a class-conditional model trains on (images, labels) batches")
-            drop = torch.rand(len(y), device=y.device) < self.config.label_dropout  # learn "no label" too
-            y = torch.where(drop, self._null_labels(len(y), y.device), y)
-        return {"loss": F.mse_loss(self.denoiser(xt, t, y if self.num_classes else None), eps)}
+            y = self.denoiser.label.drop(self._labels(y, len(x0)), self.config.label_dropout)  # learn "no label" too
+        return {"loss": noise_prediction_loss(self.denoiser, self.schedule, x0, t, eps, y)}
 
     def predict_noise(self, xt: torch.Tensor, t: int, y: torch.Tensor | None = None,
                       guidance: float | None = None) -> torch.Tensor:
@@ -344,18 +375,17 @@ class DiffusionModel(nn.Module):
         implies lies in the data's range (diffusers' `clip_sample`).
         """
         eps_pred = self._predict_noise(xt, t, y, guidance)
-        return eps_pred if self.config.clip is None else clip_noise(self.schedule, xt, eps_pred, t, self.config.clip)
+        return eps_pred if self.config.clip is None else self.schedule.clip_noise(xt, eps_pred, t, self.config.clip)
 
     def _predict_noise(self, xt, t, y, guidance):
+        if guidance is not None and (y is None or not self.num_classes):
+            raise ValueError("guidance needs a class-conditional model and labels y to guide towards")
         tt = torch.full((len(xt),), t, dtype=torch.long, device=xt.device)
         if not self.num_classes:
             return self.denoiser(xt, tt)
-        null = self._null_labels(len(xt), xt.device)
+        null = self.denoiser.label.null(len(xt), xt.device)
         if y is None:
-            if guidance is not None:
-                raise ValueError("guidance needs labels y to guide towards")
             return self.denoiser(xt, tt, null)
-        y = validate.tensor("y", y, shape=(len(xt),), dtype="int", low=0, high=self.num_classes - 1).to(xt.device)
         if guidance is None or guidance == 1:
             return self.denoiser(xt, tt, y)
         eps_uncond, eps_cond = self.denoiser(xt.repeat(2, *[1] * (xt.dim() - 1)), tt.repeat(2),
@@ -365,74 +395,79 @@ class DiffusionModel(nn.Module):
     def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """x_T ~ N(0, I): n examples of pure noise on the model's device (chapter 2)."""
         validate.positive_int("n", n)
-        device = next(self.parameters()).device
-        return draw_normal((n, *self.shape), generator).to(device)
+        return draw_normal((n, *self.shape), generator).to(self.device)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
-        """n samples in data space with the full DDPM sampler; kwargs go to `ddpm_sample` (chapter 2)."""
-        return ddpm_sample(self, n, generator=generator, **kwargs)
+    @sampler
+    def sample(self, n: int, *, generator: torch.Generator | None = None, y=None, guidance: float | None = None,
+               steps: int | None = None, eta: float = 0.0) -> torch.Tensor:
+        """n samples in data space (chapter 2): DDPM's T steps, or DDIM's `steps` when given.
 
+        y: a label or labels (n,) of a class-conditional model; guidance: its scale.
+        """
+        return self.to_data(_last(self._reverse_process(n, generator, y, guidance, steps, eta)))
 
-def _labels(model: DiffusionModel, n: int, y, guidance):
-    if guidance is not None:
-        _guidance(guidance)
-    if y is None:
-        return None
-    if not model.num_classes:
-        raise ValueError("labels y need a class-conditional model (config.num_classes)")
-    if isinstance(y, int):
-        y = torch.full((n,), y, dtype=torch.long)
-    return validate.tensor("y", y, shape=(n,), dtype="int", low=0, high=model.num_classes - 1)
+    def _reverse_process(self, n, generator, y, guidance, steps, eta):
+        if guidance is not None:
+            _guidance(guidance)
+            if y is None:
+                raise ValueError("guidance needs labels y to guide towards")
+        return reverse_process(self, self.noise(n, generator), steps=steps, eta=eta, generator=generator,
+                               y=self._labels(y, n), guidance=guidance)
 
 
 # ----------------------------------------------------------------------------- sampling
 
-@torch.no_grad()
-def clip_noise(schedule: "NoiseSchedule", xt: torch.Tensor, eps_pred: torch.Tensor, t: int, clip: float) -> torch.Tensor:
-    """The noise estimate whose implied clean data x0 is clipped to [-clip, clip] (chapter 2).
+def reverse_process(model, x: torch.Tensor, *, steps: int | None = None, eta: float = 0.0,
+                    generator: torch.Generator | None = None, **condition):
+    """Yield x_T and then the state after every reverse step, in model space (chapter 2).
 
-    diffusers' `clip_sample`: predict x0 from (xt, eps_pred), clip it, and return the eps that implies it.
+    DDPM over all T steps when `steps` is None, else DDIM over `steps` evenly
+    spaced ones. `model` needs a `schedule` and `predict_noise(x, t, **condition)`:
+    the PyTorch and the Keras models share this loop.
     """
-    x0_pred = schedule.predict_x0(xt, eps_pred, t).clamp(-clip, clip)
-    abar = schedule.alpha_bar[t].to(xt)
-    return (xt - abar.sqrt() * x0_pred) / (1 - abar).sqrt()
+    yield x
+    if steps is None:
+        for t in reversed(range(model.schedule.timesteps)):          # T-1, ..., 0: one network pass each
+            x = model.schedule.step(x, model.predict_noise(x, t, **condition), t, generator=generator)
+            yield x
+        return
+    ts = model.schedule.ddim_timesteps(steps)
+    for t, t_prev in zip(ts, ts[1:] + [-1]):
+        x = model.schedule.ddim_step(x, model.predict_noise(x, t, **condition), t, t_prev, eta=eta,
+                                     generator=generator)
+        yield x
 
 
-def ddpm_sample(model: DiffusionModel, n: int, generator: torch.Generator | None = None, y=None,
-                guidance: float | None = None, trajectory: bool = False):
-    """Ancestral sampling: T network passes, from x_{T-1} ~ N(0, I) down to x_0 (chapter 2).
+def _last(states):
+    for x in states:
+        pass
+    return x
+
+
+def ddpm_sample(model: DiffusionModel, n: int, *, generator: torch.Generator | None = None, y=None,
+                guidance: float | None = None) -> torch.Tensor:
+    """Ancestral sampling: T network passes, from x_T ~ N(0, I) down to x_0 (chapter 2).
 
     y: a label or labels (n,) for a class-conditional model; guidance: its scale.
-    Returns samples (n, *shape) in data space, or (samples, frames) with
-    trajectory=True, frames being every step's state in data space.
+    Returns samples (n, *shape) in data space.
     """
-    y = _labels(model, n, y, guidance)
-    x = model.noise(n, generator)
-    frames = [model.to_data(x).cpu()] if trajectory else None
-    for t in reversed(range(model.schedule.timesteps)):
-        eps_pred = model.predict_noise(x, t, y, guidance)
-        x = model.schedule.step(eps_pred, t, x, generator=generator)
-        if trajectory:
-            frames.append(model.to_data(x).cpu())
-    return (model.to_data(x), frames) if trajectory else model.to_data(x)
+    return model.sample(n, generator=generator, y=y, guidance=guidance)
 
 
-@torch.no_grad()
-def ddim_sample(model: DiffusionModel, n: int, steps: int = 20, eta: float = 0.0,
-                generator: torch.Generator | None = None, y=None, guidance: float | None = None,
-                trajectory: bool = False):
+def ddim_sample(model: DiffusionModel, n: int, *, steps: int = 20, eta: float = 0.0,
+                generator: torch.Generator | None = None, y=None, guidance: float | None = None) -> torch.Tensor:
     """DDIM: `steps` network passes on an evenly spaced subsequence of the timesteps (chapter 2).
 
     eta = 0 is deterministic given x_T; eta = 1 with steps = T is DDPM. Other
     arguments as `ddpm_sample`.
     """
-    y = _labels(model, n, y, guidance)
-    ts = model.schedule.ddim_timesteps(steps)
-    x = model.noise(n, generator)
-    frames = [model.to_data(x).cpu()] if trajectory else None
-    for t, t_prev in zip(ts, ts[1:] + [-1]):
-        eps_pred = model.predict_noise(x, t, y, guidance)
-        x = model.schedule.ddim_step(eps_pred, t, t_prev, x, eta=eta, generator=generator)
-        if trajectory:
-            frames.append(model.to_data(x).cpu())
-    return (model.to_data(x), frames) if trajectory else model.to_data(x)
+    return model.sample(n, generator=generator, y=y, guidance=guidance, steps=steps, eta=eta)
+
+
+def trajectory(model: DiffusionModel, n: int, *, generator: torch.Generator | None = None, y=None,
+               guidance: float | None = None, steps: int | None = None, eta: float = 0.0) -> list[torch.Tensor]:
+    """Every state of the reverse process in data space, on the CPU: x_T first, the sample last
+    (chapter 2). The arguments are those of `DiffusionModel.sample`."""
+    validate.positive_int("n", n)
+    with evaluating(model):
+        return [model.to_data(x).cpu() for x in model._reverse_process(n, generator, y, guidance, steps, eta)]

@@ -10,7 +10,9 @@ Introduced in lab 00 and used by every chapter.
   FID (Heusel et al., 2017) with a digit network in place of Inception.
   The raw distance depends on the features and on the sample count, so we also
   report it as a ratio to the floor: the distance that the same number of
-  real held-out digits reach.
+  real held-out digits reach. The caller names the data set ('digits' or
+  'mnist'); its classifier and its test split are the yardstick.
+- 2-D samples are judged by their nearest-neighbour distance to the data.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import nn
 
 from . import data, runtime, validate
 
-IMAGE_SETS = {"digits": 8, "mnist": 28}  # data set -> image side
+IMAGE_SETS = data.SIDES  # data set -> image side
 
 
 # ----------------------------------------------------------------------------- likelihoods
@@ -161,12 +163,12 @@ def classifier(name: str = "digits") -> DigitClassifier:
     return _CLASSIFIERS[name]
 
 
-def _name_for(images: torch.Tensor) -> str:
-    validate.tensor("images", images, ndim=4, dtype="float")
-    for name, side in IMAGE_SETS.items():
-        if tuple(images.shape[1:]) == (1, side, side):
-            return name
-    raise ValueError(f"images must have shape (N, 1, 8, 8) (digits) or (N, 1, 28, 28) (MNIST), got {tuple(images.shape)}")
+def _check_images(images: torch.Tensor, dataset: str, name: str = "images") -> str:
+    """The data set's name, once images are known to be its shape: (N, 1, side, side)."""
+    validate.choice("dataset", dataset, IMAGE_SETS)
+    side = IMAGE_SETS[dataset]
+    validate.tensor(name, images, dtype="float", shape=(None, 1, side, side))
+    return dataset
 
 
 @torch.no_grad()
@@ -175,9 +177,9 @@ def _batched(fn, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
-def classify(images: torch.Tensor) -> torch.Tensor:
-    """Class probabilities (N, 10) that the digit classifier gives to images (lab 00)."""
-    model = classifier(_name_for(images))
+def classify(images: torch.Tensor, dataset: str) -> torch.Tensor:
+    """Class probabilities (N, 10) that the classifier of `dataset` ('digits' or 'mnist') gives to images (lab 00)."""
+    model = classifier(_check_images(images, dataset))
     return _batched(lambda x: model(x).softmax(dim=1), images)
 
 
@@ -190,13 +192,13 @@ class ClassReport:
         return f"confidence {self.confidence:.2f}, classes {self.histogram}"
 
 
-def class_report(images: torch.Tensor) -> ClassReport:
-    """Classifier confidence and class histogram of a batch of samples (lab 00).
+def class_report(images: torch.Tensor, dataset: str) -> ClassReport:
+    """Classifier confidence and class histogram of a batch of samples of `dataset` (lab 00).
 
     Sharp, varied samples give high confidence and a flat histogram; a model
     that collapsed onto a few modes shows up as spikes in the histogram.
     """
-    probs = classify(images)
+    probs = classify(images, dataset)
     return ClassReport(float(probs.max(dim=1).values.mean()),
                        torch.bincount(probs.argmax(dim=1), minlength=10).tolist())
 
@@ -250,15 +252,17 @@ def _real_features(name: str):
     return _batched(model.features, test), _batched(model.features, held_out)
 
 
-def frechet_distance(samples: torch.Tensor) -> Frechet:
-    """Frechet distance between samples and the real test split, in the classifier's features (lab 00).
+def frechet_distance(samples: torch.Tensor, dataset: str) -> Frechet:
+    """Frechet distance between samples and the real test split of `dataset`, in its classifier's
+    features (lab 00).
 
-    Samples are digits (N, 1, 8, 8) or MNIST (N, 1, 28, 28) in [0, 1] (values
-    outside are clipped). The floor compares the first N real digits that are
-    not in the test split (the validation split, then the training split) with
-    the same test split: what real digits reach at that sample count.
+    Samples are digits (N, 1, 8, 8) for 'digits' or (N, 1, 28, 28) for 'mnist',
+    in [0, 1] (values outside are clipped). The floor compares the first N real
+    digits that are not in the test split (the validation split, then the
+    training split) with the same test split: what real digits reach at that
+    sample count.
     """
-    name = _name_for(samples)
+    name = _check_images(samples, dataset, "samples")
     test_f, held_f = _real_features(name)
     n = len(samples)
     if n < 2 or n > len(held_f):
@@ -267,6 +271,21 @@ def frechet_distance(samples: torch.Tensor) -> Frechet:
         _FLOORS[(name, n)] = frechet_from_features(held_f[:n], test_f)
     distance = frechet_from_features(_batched(classifier(name).features, samples), test_f)
     return Frechet(distance, _FLOORS[(name, n)], n)
+
+
+# ----------------------------------------------------------------------------- 2-D samples
+
+def nearest_distance(points: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean distance from each point (N, 2) to its nearest neighbour in reference (M, 2) (lab 02).
+
+    Samples that lie on the data score about what held-out data scores;
+    samples off the data, or noise, score more.
+    """
+    validate.tensor("points", points, ndim=2, dtype="float")
+    validate.tensor("reference", reference, dtype="float", shape=(None, points.shape[1]))
+    if len(points) == 0 or len(reference) == 0:
+        raise ValueError("points and reference must both hold at least one point")
+    return torch.cdist(points.detach().cpu(), reference.detach().cpu()).min(dim=1).values.mean().item()
 
 
 # ----------------------------------------------------------------------------- speed

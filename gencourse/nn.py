@@ -1,4 +1,4 @@
-"""Building blocks shared by the families: MLP, conv blocks, time embedding, a small UNet.
+"""Building blocks shared by the families: MLP, conv blocks, time and label embeddings, a small UNet.
 
 Introduced in lab 00; the UNet serves the diffusion chapter. The sinusoidal
 embedding is the positional encoding of Vaswani et al. (2017), used for
@@ -48,11 +48,43 @@ class SinusoidalEmbedding(nn.Module):
         self.dim, self.max_period = dim, max_period
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        validate.tensor("t", t, ndim=1)
         half = self.dim // 2
         freqs = torch.exp(-math.log(self.max_period) * torch.arange(half, device=t.device) / half)
         angles = t.float()[:, None] * freqs[None, :]  # (B, half)
         return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class TimeEmbedding(nn.Sequential):
+    """Timesteps t (B,) -> (B, out_dim): sinusoidal features of size emb_dim, then a two-layer MLP
+    (chapter 2). Diffusion's denoisers add it inside every block so each layer knows the noise level."""
+
+    def __init__(self, emb_dim: int, out_dim: int | None = None):
+        out_dim = out_dim or emb_dim
+        super().__init__(SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, out_dim), nn.SiLU(),
+                         nn.Linear(out_dim, out_dim))
+
+
+class LabelEmbedding(nn.Embedding):
+    """Class labels y (B,) in [0, num_classes] -> (B, dim) (chapter 2).
+
+    The extra index num_classes means "no label": a model trained with labels
+    dropped at random learns the unconditional distribution too, which
+    classifier-free guidance needs.
+    """
+
+    def __init__(self, num_classes: int, dim: int):
+        validate.positive_int("num_classes", num_classes)
+        super().__init__(num_classes + 1, dim)
+        self.num_classes = num_classes
+
+    def null(self, n: int, device=None) -> torch.Tensor:
+        """n "no label" indices (n,)."""
+        return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+
+    def drop(self, y: torch.Tensor, p: float) -> torch.Tensor:
+        """y with each label replaced by "no label" with probability p (training for guidance)."""
+        dropped = torch.rand(len(y), device=y.device) < p
+        return torch.where(dropped, self.null(len(y), y.device), y)
 
 
 class ConvBlock(nn.Module):
@@ -90,9 +122,8 @@ class TinyUNet(nn.Module):
     def __init__(self, channels: int = 1, base: int = 32, emb_dim: int = 64, num_classes: int | None = None):
         super().__init__()
         self.channels, self.num_classes = channels, num_classes
-        self.time = nn.Sequential(SinusoidalEmbedding(emb_dim), nn.Linear(emb_dim, emb_dim), nn.SiLU(),
-                                  nn.Linear(emb_dim, emb_dim))
-        self.label = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.time = TimeEmbedding(emb_dim)
+        self.label = LabelEmbedding(num_classes, emb_dim) if num_classes else None
         self.inp = nn.Conv2d(channels, base, 3, padding=1)
         self.down1 = ConvBlock(base, base, emb_dim)
         self.down2 = ConvBlock(base, 2 * base, emb_dim)
@@ -104,17 +135,14 @@ class TinyUNet(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        validate.tensor("x", x, ndim=4, dtype="float")
-        if x.shape[1] != self.channels or x.shape[2] % 2 or x.shape[3] % 2:
+        # hot code: shapes only, no value checks (those sync the device); DiffusionModel checks its inputs
+        if x.dim() != 4 or x.shape[1] != self.channels or x.shape[2] % 2 or x.shape[3] % 2:
             raise ValueError(f"x must have shape (B, {self.channels}, H, W) with even H and W, got {tuple(x.shape)}")
-        validate.tensor("t", t, shape=(x.shape[0],))
         emb = self.time(t)
-        if self.label is None and y is not None:
-            raise ValueError("labels y were given, but this UNet was built without num_classes")
+        if (self.label is None) != (y is None):
+            raise ValueError("pass labels y (B,) exactly when the UNet was built with num_classes "
+                             "(num_classes itself means 'no label')")
         if self.label is not None:
-            if y is None:
-                raise ValueError("this UNet is class-conditional: pass labels y (B,), or num_classes for 'no label'")
-            validate.tensor("y", y, shape=(x.shape[0],), dtype="int", low=0, high=self.num_classes)
             emb = emb + self.label(y)
         h1 = self.down1(self.inp(x), emb)                 # (B, base, H, W)
         h2 = self.down2(F.avg_pool2d(h1, 2), emb)        # (B, 2base, H/2, W/2)

@@ -40,6 +40,13 @@ def tensor(name: str, x, *, ndim: int | tuple[int, ...] | None = None, dtype: st
     return x
 
 
+def instance(name: str, value, cls: type):
+    """Check that `value` is a `cls` (e.g. a model's config dataclass); return it."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be a {cls.__module__}.{cls.__name__}, got {type(value).__name__}")
+    return value
+
+
 def positive_int(name: str, value) -> int:
     """Check that `value` is an int >= 1; return it."""
     if isinstance(value, bool) or not isinstance(value, int):

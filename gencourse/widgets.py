@@ -100,7 +100,8 @@ def temperature_explorer(model, tokenizer, prompt: str, max_new_tokens: int = 12
             fig.axes[0].set_title(f"next character after {prompt[-30:]!r}", fontsize=10)
             plt.show()
             g = torch.Generator().manual_seed(seed)
-            text = model.sample(context, max_new_tokens, temperature=temperature.value, top_k=k, generator=g)
+            text = model.sample(1, prompt=context[0], max_new_tokens=max_new_tokens, temperature=temperature.value,
+                                top_k=k, generator=g)
             print(prompt + tokenizer.decode(text[0, context.shape[1]:].cpu()))
 
     temperature.observe(update, names="value")

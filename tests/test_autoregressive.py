@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-
 import pytest
 import torch
 
 from gencourse import autoregressive as ar
 from gencourse import data, train
+
 
 
 def tiny(vocab_size: int = 11, block_size: int = 16, **changes) -> ar.GPT:
@@ -75,14 +74,19 @@ def test_cached_forward_equals_full_forward():
 
 def test_gpt_shapes_loss_and_log_prob():
     model = tiny()
-    window = torch.randint(0, 11, (4, 17), generator=torch.Generator().manual_seed(3))
+    window = torch.randint(0, 11, (4, 17), generator=torch.Generator().manual_seed(3))  # block_size + 1 tokens
     assert model(window[:, :-1]).shape == (4, 16, 11)
-    loss = model.loss(window)["loss"]
+    out = model.loss(window)
+    assert set(out) == {"loss", "nll"}
+    loss = out["loss"]
     assert loss.dim() == 0 and abs(loss.item() - math.log(11)) < 0.3      # untrained: close to uniform
     lp = model.log_prob(window[:, :-1])
     assert lp.shape == (4,)
     # log_prob is the sum of the same cross-entropies the loss averages
     assert torch.allclose(-lp.sum() / (4 * 15), ar.next_token_loss(model, window[:, :-1]), atol=1e-5)
+    # "nll" is nats per window: 16 predicted tokens per window, exactly what log_prob of the window gives
+    assert torch.allclose(out["nll"], 16 * loss)
+    assert torch.allclose(out["nll"], -model.log_prob(window).mean(), atol=1e-4)
 
 
 def test_gpt_overfits_one_batch():
@@ -95,37 +99,77 @@ def test_gpt_overfits_one_batch():
 
 
 def test_gpt_bad_input_raises_clear_errors():
+    """Values are checked by the entry points (loss, log_prob, sample); forward checks shapes only."""
     model = tiny()
-    with pytest.raises(TypeError, match="integer"):
-        model(torch.rand(2, 5))
+    with pytest.raises(TypeError, match="tokens must be an integer"):
+        model.log_prob(torch.rand(2, 5))
+    with pytest.raises(TypeError, match="window must be an integer"):
+        model.loss(torch.rand(2, 5))
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, 17, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"must lie in \[0, 10\]"):
-        model(torch.full((1, 3), 11))
+    with pytest.raises(ValueError, match="block_size"):
+        model.log_prob(torch.zeros(1, 18, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"tokens must lie in \[0, 10\]"):
+        model.log_prob(torch.full((1, 3), 11))
+    with pytest.raises(ValueError, match=r"window must lie in \[0, 10\]"):
+        model.loss(torch.full((1, 3), 11))
     with pytest.raises(ValueError, match="dimensions"):
+        model.log_prob(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(B, T\)"):
         model(torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="T >= 1"):
+        model(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 3, dtype=torch.long), _cache_holding(model, 14))
+    with pytest.raises(ValueError, match=r"prompt must lie in \[0, 10\]"):
+        model.check_tokens(torch.full((1, 3), 11), name="prompt")
     with pytest.raises(ValueError, match="divisible"):
         ar.GPTConfig(n_embd=10, n_head=3)
     with pytest.raises(TypeError, match="GPTConfig"):
         ar.GPT({"vocab_size": 3})
 
 
+def _cache_holding(model: ar.GPT, length: int) -> ar.KVCache:
+    cache = ar.KVCache(model.config.n_layer)
+    with torch.no_grad():
+        model(torch.zeros(1, length, dtype=torch.long), cache)
+    return cache
+
+
+def test_forward_reads_no_token_values(monkeypatch):
+    """forward runs once per sampled token: a value check there would stall a GPU every step."""
+    model = tiny()
+    tokens = torch.randint(0, 11, (2, 5), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(ar.validate, "tensor", lambda *a, **k: pytest.fail("forward must not check values"))
+    with torch.no_grad():
+        assert model(tokens).shape == (2, 5, 11)
+        cache = ar.KVCache(model.config.n_layer)
+        model(tokens[:, :3], cache)
+        assert model(tokens[:, 3:], cache).shape == (2, 2, 11)
+
+
 def test_presets():
-    fast, full = ar.GPTConfig.fast(65), ar.GPTConfig.full(65)
-    assert (fast.n_layer, fast.n_embd) == (2, 64)
-    assert (full.n_layer, full.n_head, full.n_embd, full.block_size) == (6, 6, 384, 256)
+    fast, full = ar.GPTConfig.fast(vocab_size=65), ar.GPTConfig.full(vocab_size=65)
+    assert fast.vocab_size == full.vocab_size == 65
+    assert (fast.n_layer, fast.n_embd, fast.block_size) == (2, 64, 64)
+    assert (full.n_layer, full.n_head, full.n_embd, full.block_size, full.dropout) == (6, 6, 384, 256, 0.2)
     assert ar.ImageARConfig.fast().side == 8 and ar.ImageARConfig.full().side == 28
+    with pytest.raises(TypeError):
+        ar.GPTConfig.fast(65)                              # vocab_size is a keyword change like any other
 
 
 def test_full_preset_code_path_on_tiny_sizes():
     """The full profile's code path (block 256, dropout, MNIST-sized 784-pixel images) on tiny widths."""
-    cfg = replace(ar.GPTConfig.full(20), n_layer=1, n_head=2, n_embd=8)
+    cfg = ar.GPTConfig.full(vocab_size=20, n_layer=1, n_head=2, n_embd=8)
+    assert (cfg.block_size, cfg.dropout) == (256, 0.2)
     model = ar.GPT(cfg)
     window = torch.randint(0, 20, (2, cfg.block_size + 1))
     model.train()
     model.loss(window)["loss"].backward()                 # dropout active
-    out = model.sample(torch.zeros(1, 250, dtype=torch.long), 10, generator=torch.Generator().manual_seed(0))
+    out = model.sample(1, prompt=torch.zeros(250, dtype=torch.long), max_new_tokens=10,
+                       generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 260)                           # runs past the context: cropped, no cache
+    assert model.training                                  # sample put the model back in training mode
     image_cfg = ar.ImageARConfig.full(n_layer=1, n_head=2, n_embd=8)
     image_model = ar.ImageAR(image_cfg)
     x = (torch.rand(2, 1, 28, 28) > 0.5).float()
@@ -138,18 +182,30 @@ def test_full_preset_code_path_on_tiny_sizes():
 def test_sampling_with_and_without_cache_gives_the_same_tokens():
     model = tiny(block_size=40)
     prompt = torch.randint(0, 11, (3, 4), generator=torch.Generator().manual_seed(5))
-    a = model.sample(prompt, 30, generator=torch.Generator().manual_seed(7), use_cache=True)
-    b = model.sample(prompt, 30, generator=torch.Generator().manual_seed(7), use_cache=False)
+    a = model.sample(3, prompt=prompt, max_new_tokens=30, generator=torch.Generator().manual_seed(7), use_cache=True)
+    b = model.sample(3, prompt=prompt, max_new_tokens=30, generator=torch.Generator().manual_seed(7), use_cache=False)
     assert a.shape == (3, 34) and torch.equal(a[:, :4], prompt)
     assert torch.equal(a, b)
-    c = model.sample(prompt, 30, generator=torch.Generator().manual_seed(8))
+    c = model.sample(3, prompt=prompt, max_new_tokens=30, generator=torch.Generator().manual_seed(8))
     assert not torch.equal(a, c)
+
+
+def test_one_prompt_is_shared_by_every_sequence():
+    model = tiny(block_size=40)
+    prompt = torch.tensor([3, 1, 4])
+    out = model.sample(5, prompt=prompt, max_new_tokens=6, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (5, 9) and torch.equal(out[:, :3], prompt.expand(5, -1))
+    same = model.sample(5, prompt=prompt.expand(5, -1), max_new_tokens=6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, same)                          # (T0,) is (n, T0) with every row that prompt
+    assert len({tuple(row) for row in out[:, 3:].tolist()}) > 1, "the sequences go their own ways"
+    default = model.sample(2, max_new_tokens=3, generator=torch.Generator().manual_seed(0))
+    assert default.shape == (2, 4) and (default[:, 0] == 0).all()   # no prompt: token 0 starts each one
 
 
 def test_sampling_past_the_context_crops():
     model = tiny(block_size=8)
-    a = model.sample(2, 20, generator=torch.Generator().manual_seed(0))
-    b = model.sample(2, 20, generator=torch.Generator().manual_seed(0), use_cache=False)
+    a = model.sample(2, max_new_tokens=20, generator=torch.Generator().manual_seed(0))
+    b = model.sample(2, max_new_tokens=20, generator=torch.Generator().manual_seed(0), use_cache=False)
     assert a.shape == (2, 21) and torch.equal(a, b)
 
 
@@ -166,6 +222,8 @@ def test_sample_next_temperature_top_k_top_p():
     assert set(nucleus.tolist()) == {0, 1}
     freq = torch.bincount(ar.sample_next(logits, generator=g), minlength=4).float() / 4000
     assert torch.allclose(freq, logits[0].softmax(-1), atol=0.03)
+    with pytest.raises(TypeError):
+        ar.sample_next(logits, 1.0, None, None, g)         # the generator is keyword-only
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
@@ -181,12 +239,20 @@ def test_sample_next_bad_input(kwargs, exc, match):
 
 def test_sample_bad_prompt():
     model = tiny()
-    with pytest.raises(TypeError, match="integer"):
-        model.sample(torch.zeros(1, 3), 5)
-    with pytest.raises(ValueError, match="must lie in"):
-        model.sample(torch.full((1, 3), 99), 5)
-    with pytest.raises(ValueError, match="at least 1"):
-        model.sample(0, 5)
+    with pytest.raises(TypeError, match="prompt must be an integer"):
+        model.sample(1, prompt=torch.zeros(1, 3), max_new_tokens=5)
+    with pytest.raises(ValueError, match="prompt must lie in"):
+        model.sample(1, prompt=torch.full((1, 3), 99), max_new_tokens=5)
+    with pytest.raises(ValueError, match="prompt must lie in"):
+        model.sample(2, prompt=torch.tensor([1, 99]), max_new_tokens=5)
+    with pytest.raises(ValueError, match="prompt must have 1 or 2 dimensions"):
+        model.sample(1, prompt=torch.zeros(1, 1, 3, dtype=torch.long), max_new_tokens=5)
+    with pytest.raises(ValueError, match="prompt holds 3 sequences but n is 2"):
+        model.sample(2, prompt=torch.zeros(3, 2, dtype=torch.long), max_new_tokens=5)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        model.sample(0, max_new_tokens=5)
+    with pytest.raises(TypeError):
+        model.sample(2, 5)                                 # everything after n is a keyword
 
 
 def test_kv_cache_is_faster():
@@ -194,14 +260,13 @@ def test_kv_cache_is_faster():
     import time
     torch.manual_seed(0)
     model = ar.GPT(ar.GPTConfig(vocab_size=50, block_size=160, n_layer=2, n_head=4, n_embd=64)).eval()
-    start = torch.zeros(8, 1, dtype=torch.long)
     times = {}
     for use_cache in (True, False):
-        model.sample(start, 4, use_cache=use_cache)
+        model.sample(8, max_new_tokens=4, use_cache=use_cache)
         runs = []
         for _ in range(3):  # the best of three: a busy machine slows single runs
             t0 = time.perf_counter()
-            model.sample(start, 128, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
+            model.sample(8, max_new_tokens=128, generator=torch.Generator().manual_seed(0), use_cache=use_cache)
             runs.append(time.perf_counter() - t0)
         times[use_cache] = min(runs)
     assert times[True] < times[False]
@@ -256,8 +321,17 @@ def test_class_conditional_image_model():
     assert model.gpt.config.vocab_size == 12
     assert model.loss((x[:4], y[:4]))["loss"].dim() == 0
     assert model.sample(3, y=torch.tensor([0, 1, 2]), generator=torch.Generator().manual_seed(0)).shape == (3, 1, 8, 8)
+    one_label = model.sample(3, y=7, generator=torch.Generator().manual_seed(1))
+    same = model.sample(3, y=torch.tensor([7, 7, 7]), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(one_label, same)
     with pytest.raises(ValueError, match="pass labels"):
         model.log_prob(x[:2])
+    with pytest.raises(ValueError, match="pass labels"):
+        model.sample(2)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 9\]"):
+        model.sample(2, y=10)
+    with pytest.raises(ValueError, match=r"y must have shape \(2\)"):
+        model.sample(2, y=torch.tensor([1, 2, 3]))
 
 
 def test_image_model_overfits_one_batch():
@@ -309,7 +383,7 @@ def test_keras_char_gpt_learns_and_validates_its_input():
 
     keras_ar.keras.utils.set_random_seed(0)
     tokens = torch.arange(8).repeat(200)                      # a cycle: every next token is predictable
-    model = keras_ar.CharGPT(vocab_size=8, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    model = keras_ar.CharGPT(ar.GPTConfig(vocab_size=8, block_size=16, n_layer=1, n_head=2, n_embd=16))
     model.compile(optimizer=keras_ar.keras.optimizers.Adam(1e-2))
     val = torch.stack([tokens[i:i + 17] for i in range(0, 160, 16)])
     before = keras_ar.evaluate_loss(model, val)
@@ -317,6 +391,19 @@ def test_keras_char_gpt_learns_and_validates_its_input():
     model.fit(x, y, batch_size=32, epochs=3, verbose=0)
     after = keras_ar.evaluate_loss(model, val)
     assert after < 0.5 * before, (before, after)
+    # one loss_terms serves fit, evaluate (test_step) and log_prob: the same nats per token and per window
+    terms = model.loss_terms((val[:, :-1].numpy(), val[:, 1:].numpy()))
+    assert float(terms["loss"]) == pytest.approx(after, rel=1e-4)
+    assert float(terms["nll"]) == pytest.approx(16 * after, rel=1e-4)
+    assert float(-model.log_prob(val).mean()) == pytest.approx(float(terms["nll"]), rel=1e-4)
+    scores = model.evaluate(val[:, :-1].numpy(), val[:, 1:].numpy(), batch_size=len(val), verbose=0, return_dict=True)
+    assert scores["loss"] == pytest.approx(after, rel=1e-4)
+    out = model.sample(2, prompt=torch.tensor([3, 4]), max_new_tokens=6, top_k=1)
+    assert out.shape == (2, 8) and out[0].tolist() == [3, 4, 5, 6, 7, 0, 1, 2]   # it learned the cycle
+    with pytest.raises(TypeError, match="GPTConfig"):
+        keras_ar.CharGPT(8)
+    with pytest.raises(ValueError, match="prompt must lie in"):
+        model.sample(1, prompt=torch.tensor([8]))
     with pytest.raises(ValueError, match="length"):
         keras_ar.windows(tokens[:10], 16, count=4)
     with pytest.raises(TypeError, match="tokens"):

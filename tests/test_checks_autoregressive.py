@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -24,7 +25,10 @@ def stub(*args, **kwargs):
     (checks.bits_per_dim, ar.bits_per_dim),
 ])
 def test_reference_passes_and_stub_fails(check, reference, capsys):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
     check(reference)
+    assert torch.equal(torch.get_rng_state(), before), "a check must leave the learner's random state alone"
     assert capsys.readouterr().out.startswith("\u2713")
     with pytest.raises(AssertionError, match=r"Exercise 1\.\d is not done yet"):
         check(stub)
@@ -156,3 +160,17 @@ def test_attention_check_names_the_leaking_positions():
 
     with pytest.raises(AssertionError, match="lets position 0 attend to position 1"):
         checks.attention(off_by_one)
+
+
+def test_a_wrong_attention_names_the_position_by_its_dimensions():
+    where = r"at position \(batch \d, head \d, position \d, feature \d\) of the output you give \S+, expected \S+\."
+    with pytest.raises(AssertionError, match=where + " It should be softmax"):
+        checks.attention(lambda q, k, v: ar.attention(q, k, v) + 0.1)
+
+
+def test_a_wrong_loss_is_reported_with_its_own_value():
+    with pytest.raises(AssertionError, match="your loss is") as error:
+        checks.next_token_loss(lambda f, w: 2 * ar.next_token_loss(f, w))
+    got, want = (float(v) for v in re.search(r"your loss is (\S+), expected (\S+)\. ", str(error.value)).groups())
+    assert got == pytest.approx(2 * want, rel=1e-3)
+

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,7 +58,10 @@ REFERENCES = {
 
 @pytest.mark.parametrize("check, fn", REFERENCES.items(), ids=lambda v: getattr(v, "__name__", ""))
 def test_check_passes_on_a_correct_answer(check, fn, capsys):
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
     check(fn)
+    assert torch.equal(torch.get_rng_state(), before), "a check must leave the learner's random state alone"
     out = capsys.readouterr().out
     assert out.startswith("\u2713") and out.count("\n") == 1
 
@@ -73,8 +78,9 @@ def test_check_fails_on_an_untouched_exercise(check, k):
 
 def test_module_methods_pass_their_own_checks():
     checks.add_noise(lambda s, x0, eps, t: s.add_noise(x0, eps, t))
-    checks.ddpm_step(lambda s, xt, e, t, noise: s.step(e, t, xt, noise=noise))
-    checks.ddim_step(lambda s, xt, e, t, tp, eta, noise: s.ddim_step(e, t, tp, xt, eta=eta, noise=noise))
+    checks.noise_prediction_loss(D.noise_prediction_loss)
+    checks.ddpm_step(lambda s, xt, e, t, noise: s.step(xt, e, t, noise=noise))
+    checks.ddim_step(lambda s, xt, e, t, tp, eta, noise: s.ddim_step(xt, e, t, tp, eta=eta, noise=noise))
     checks.guidance(D.guided_noise)
 
 
@@ -112,6 +118,23 @@ def test_add_noise_slips(fn, match):
 ])
 def test_noise_prediction_loss_slips(fn, match):
     _fails(checks.noise_prediction_loss, fn, match)
+
+
+def test_noise_prediction_loss_reports_the_learners_own_loss():
+    """A wrong loss that matches no slip is reported with its own value, not with the last slip's."""
+    returned = []
+
+    def off_by_a_third(d, s, x0, t, e):
+        loss = 1.3 * noise_prediction_loss(d, s, x0, t, e)
+        returned.append(float(loss.detach()))
+        return loss
+
+    with pytest.raises(AssertionError, match="your loss is") as error:
+        checks.noise_prediction_loss(off_by_a_third)
+    message = str(error.value)
+    reported, expected = (float(v) for v in re.search(r"your loss is (\S+), expected (\S+)\. ", message).groups())
+    assert reported == pytest.approx(returned[0], rel=1e-4)
+    assert expected == pytest.approx(returned[0] / 1.3, rel=1e-4)
 
 
 def _ddpm_variant(**kw):
@@ -182,3 +205,8 @@ def test_guidance_slips(fn, match):
 
 def test_a_crash_in_the_learners_code_becomes_a_message():
     _fails(checks.guidance, lambda u, c, w: u.view(3, -1), r"Exercise 2\.5: <lambda> raised RuntimeError")
+
+
+def test_a_wrong_answer_names_where_it_differs():
+    with pytest.raises(AssertionError, match=r"at t = 150: at position \[\d, \d\] of x_\{t-1\} you give \S+, expected"):
+        checks.ddpm_step(lambda s, xt, e, t, noise: ddpm_step(s, xt, e, t, noise) * 1.01)

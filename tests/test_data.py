@@ -119,8 +119,84 @@ def test_digits_bad_split(bad):
 
 def test_images_dispatch(digit_splits):
     assert torch.equal(data.images("digits", "test").tensors[0], digit_splits["test"].tensors[0])
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(ValueError, match="name must be one of \\['digits', 'mnist'\\]"):
         data.images("cifar")
+
+
+def test_sides_and_levels_describe_the_digits(digit_splits):
+    assert set(data.SIDES) == set(data.LEVELS) == {"digits", "mnist"}
+    assert (data.SIDES["mnist"], data.LEVELS["mnist"]) == (28, 256)
+    x = digit_splits["train"].tensors[0]
+    assert x.shape[-2:] == (data.SIDES["digits"],) * 2
+    k = x * (data.LEVELS["digits"] - 1)                    # the grey levels k / 16
+    assert torch.allclose(k, k.round(), atol=1e-5) and set(k.round().unique().tolist()) == set(range(17))
+
+
+# ----------------------------------------------------------------------------- batches and representations
+
+def test_unpack():
+    x, y = torch.zeros(2), torch.ones(2)
+    assert data.unpack(x) == (x, None)
+    assert data.unpack([x, y])[0] is x and data.unpack([x, y])[1] is y
+    assert data.unpack((x, y))[1] is y
+    assert data.unpack((x,)) == (x, None)
+
+
+def test_binarize():
+    x = torch.tensor([[0.0, 0.25, 0.5], [0.5001, 0.75, 1.0]])
+    out = data.binarize(x)
+    assert out.dtype == torch.float32 and out.shape == x.shape
+    assert out.tolist() == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]        # 1 only strictly above the threshold
+    assert data.binarize(x, threshold=0.2).tolist() == [[0.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
+    assert data.binarize(x.double()).dtype == torch.float32
+    digits = data.digits("val").tensors[0]
+    assert torch.equal(data.binarize(digits), data.digits("val", binarize=True).tensors[0])
+
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (torch.tensor([0.0, 1.5]), ValueError, r"x must lie in \[0.0, 1.0\]"),
+    (torch.tensor([-0.1, 0.5]), ValueError, r"x must lie in \[0.0, 1.0\]"),
+    (torch.tensor([0.0, float("nan")]), ValueError, "x contains NaN"),
+    (torch.tensor([0, 1]), TypeError, "x must be a floating-point"),
+    ([0.0, 1.0], TypeError, "x must be a torch.Tensor"),
+])
+def test_binarize_and_dequantize_bad_x(bad, exc, match):
+    with pytest.raises(exc, match=match):
+        data.binarize(bad)
+    with pytest.raises(exc, match=match):
+        data.dequantize(bad, 17)
+
+
+def test_dequantize_spreads_each_level_over_its_bin():
+    levels = 17
+    x = torch.arange(levels).float().repeat(200) / (levels - 1)       # every grey level, 200 times
+    out = data.dequantize(x, levels, generator=torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() < 1                            # a density on [0, 1)
+    k = (x * (levels - 1)).round()
+    assert torch.equal((out * levels).floor(), k)                      # each value stays in its own bin
+    u = out * levels - k                                               # the uniform noise, U[0, 1)
+    assert abs(u.mean().item() - 0.5) < 0.03 and u.min() < 0.05 and u.max() > 0.95
+    binary = data.dequantize(torch.tensor([0.0, 1.0]), 2, generator=torch.Generator().manual_seed(1))
+    assert 0 <= binary[0] < 0.5 <= binary[1] < 1
+
+
+def test_dequantize_is_reproducible_with_a_generator():
+    x = data.digits("val").tensors[0][:10]
+    a = data.dequantize(x, data.LEVELS["digits"], generator=torch.Generator().manual_seed(3))
+    b = data.dequantize(x, data.LEVELS["digits"], generator=torch.Generator().manual_seed(3))
+    c = data.dequantize(x, data.LEVELS["digits"], generator=torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(0)
+    d = data.dequantize(x, data.LEVELS["digits"])
+    torch.manual_seed(0)
+    assert torch.equal(d, data.dequantize(x, data.LEVELS["digits"]))   # no generator: the global seed
+
+
+@pytest.mark.parametrize("levels, exc", [(1, ValueError), (0, ValueError), (17.0, TypeError), (None, TypeError)])
+def test_dequantize_bad_levels(levels, exc):
+    with pytest.raises(exc, match="levels"):
+        data.dequantize(torch.zeros(3), levels)
 
 
 # ----------------------------------------------------------------------------- MNIST, offline
@@ -370,13 +446,17 @@ def test_stdlib_docs_deterministic(docs):
     assert data.text("stdlib_docs") == docs
 
 
-def test_text_default_follows_profile(monkeypatch, tmp_path, docs):
-    monkeypatch.setenv("GENCOURSE_PROFILE", "fast")
-    assert data.text() == docs
+def test_text_needs_a_name_and_ignores_the_profile(monkeypatch, tmp_path, docs):
+    """The caller chooses the corpus (a lab's config reads the profile); the loader never guesses."""
+    assert data.TEXTS == ("stdlib_docs", "shakespeare")
+    with pytest.raises(TypeError):
+        data.text()
     monkeypatch.setenv("GENCOURSE_PROFILE", "full")
     monkeypatch.setenv("GENCOURSE_CACHE", str(tmp_path))
     (tmp_path / "tinyshakespeare.txt").write_text("ROMEO:\nhello\n", encoding="utf-8")
-    assert data.text() == "ROMEO:\nhello\n"
+    assert data.text("stdlib_docs") == docs
+    monkeypatch.setenv("GENCOURSE_PROFILE", "fast")
+    assert data.text("shakespeare") == "ROMEO:\nhello\n"
 
 
 def test_text_shakespeare_from_cache(monkeypatch, tmp_path):
@@ -396,8 +476,10 @@ def test_text_shakespeare_offline(offline, tmp_path):
 
 
 def test_text_bad_name():
-    with pytest.raises(ValueError, match="name"):
+    with pytest.raises(ValueError, match="name must be one of \\['shakespeare', 'stdlib_docs'\\]"):
         data.text("wikipedia")
+    with pytest.raises(ValueError, match="name"):
+        data.text(None)
 
 
 # ----------------------------------------------------------------------------- tokenizer

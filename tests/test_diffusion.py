@@ -9,6 +9,7 @@ from gencourse import diffusion as D
 from gencourse import train
 
 
+
 def tiny(**changes) -> D.DiffusionConfig:
     return D.DiffusionConfig.toy(**{**dict(timesteps=20, hidden=16, depth=1, emb_dim=8), **changes})
 
@@ -88,8 +89,8 @@ def test_ddim_with_eta_one_and_every_step_is_the_ddpm_step():
     s = D.NoiseSchedule.make("cosine", 30)
     xt, eps_pred, noise = torch.randn(3, 5, 2).unbind(0)
     for t in range(30):
-        ddpm = s.step(eps_pred, t, xt, noise=noise)
-        ddim = s.ddim_step(eps_pred, t, t - 1, xt, eta=1.0, noise=noise)
+        ddpm = s.step(xt, eps_pred, t, noise=noise)
+        ddim = s.ddim_step(xt, eps_pred, t, t - 1, eta=1.0, noise=noise)
         assert torch.allclose(ddpm, ddim, atol=1e-5), t
 
 
@@ -103,10 +104,10 @@ def test_ddim_sampler_with_all_steps_and_eta_one_matches_ddpm_sampler():
 def test_ddim_eta_zero_is_deterministic_given_the_start():
     s = D.NoiseSchedule.make("linear", 20)
     xt, eps_pred = torch.randn(2, 4, 2).unbind(0)
-    a = s.ddim_step(eps_pred, 10, 5, xt, eta=0.0, generator=torch.Generator().manual_seed(0))
-    b = s.ddim_step(eps_pred, 10, 5, xt, eta=0.0, generator=torch.Generator().manual_seed(1))
+    a = s.ddim_step(xt, eps_pred, 10, 5, eta=0.0, generator=torch.Generator().manual_seed(0))
+    b = s.ddim_step(xt, eps_pred, 10, 5, eta=0.0, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)
-    final = s.ddim_step(eps_pred, 10, -1, xt)
+    final = s.ddim_step(xt, eps_pred, 10, -1)
     assert torch.allclose(final, s.predict_x0(xt, eps_pred, 10), atol=1e-6), "t_prev = -1 returns x0_pred"
 
 
@@ -114,7 +115,28 @@ def test_ddpm_last_step_adds_no_noise_and_denoises_an_exact_prediction():
     s = D.NoiseSchedule.make("linear", 20)
     x0, eps = torch.randn(2, 6, 2).unbind(0)
     x1 = s.add_noise(x0, eps, torch.zeros(6, dtype=torch.long))
-    assert torch.allclose(s.step(eps, 0, x1, noise=torch.randn(6, 2)), x0, atol=1e-5)
+    assert torch.allclose(s.step(x1, eps, 0, noise=torch.randn(6, 2)), x0, atol=1e-5)
+    # at t > 0 the noise is added: sigma_t^2 = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+    noise = torch.randn(6, 2)
+    xt = s.add_noise(x0, eps, torch.full((6,), 5))
+    mean = (xt - s.betas[5] / (1 - s.alpha_bar[5]).sqrt() * eps) / s.alphas[5].sqrt()
+    var = s.betas[5] * (1 - s.alpha_bar[4]) / (1 - s.alpha_bar[5])
+    assert torch.allclose(s.step(xt, eps, 5, noise=noise), mean + var.sqrt() * noise, atol=1e-5)
+    g = torch.Generator().manual_seed(9)
+    assert torch.allclose(s.step(xt, eps, 5, generator=g), mean + var.sqrt() * torch.randn(6, 2,
+                          generator=torch.Generator().manual_seed(9)), atol=1e-5)
+
+
+def test_clip_noise_keeps_the_implied_x0_in_range():
+    s = D.NoiseSchedule.make("linear", 20)
+    x0 = torch.tensor([[0.5, -0.2], [3.0, -4.0]])
+    eps = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
+    t = 12
+    xt = s.add_noise(x0, eps, torch.full((2,), t))
+    clipped = s.clip_noise(xt, eps, t, 1.0)
+    assert torch.allclose(s.predict_x0(xt, clipped, t), x0.clamp(-1, 1), atol=1e-4)
+    assert torch.allclose(clipped[0], eps[0], atol=1e-4), "an x0 already in range keeps its noise"
+    assert not torch.allclose(clipped[1], eps[1], atol=1e-2)
 
 
 def test_ddim_timesteps_cover_the_schedule():
@@ -125,14 +147,18 @@ def test_ddim_timesteps_cover_the_schedule():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda s, x: s.step(x, 20, x), r"t must lie in \[0, 19\]"),
-    (lambda s, x: s.step(x, -1, x), "t must lie"),
-    (lambda s, x: s.step(x, 1.5, x), "t must be an int"),
-    (lambda s, x: s.step(x[:, :1], 3, x), "eps_pred must have shape"),
-    (lambda s, x: s.step(x, 3, x, noise=x[:2]), "noise must have shape"),
-    (lambda s, x: s.ddim_step(x, 5, 5, x), "t_prev must come before t"),
-    (lambda s, x: s.ddim_step(x, 5, -2, x), r"t_prev must lie in \[-1, 19\]"),
-    (lambda s, x: s.ddim_step(x, 5, 2, x, eta=1.5), "eta must be"),
+    (lambda s, x: s.step(x, x, 20), r"t must lie in \[0, 19\]"),
+    (lambda s, x: s.step(x, x, -1), "t must lie"),
+    (lambda s, x: s.step(x, x, 1.5), "t must be an int"),
+    (lambda s, x: s.step(x, x[:, :1], 3), "eps_pred must have shape"),
+    (lambda s, x: s.step(x.long(), x, 3), "xt must be a floating-point"),
+    (lambda s, x: s.step(x, x, 3, noise=x[:2]), "noise must have shape"),
+    (lambda s, x: s.step(x, x, 3, None), "positional"),                     # generator and noise are keywords
+    (lambda s, x: s.ddim_step(x, x, 5, 5), "t_prev must come before t"),
+    (lambda s, x: s.ddim_step(x, x, 5, -2), r"t_prev must lie in \[-1, 19\]"),
+    (lambda s, x: s.ddim_step(x, x, 5, 2, eta=1.5), "eta must be"),
+    (lambda s, x: s.ddim_step(x, x[:, :1], 5, 2), "eps_pred must have shape"),
+    (lambda s, x: s.ddim_step(x, x, 5, 2, 0.5), "positional"),              # eta is a keyword
     (lambda s, x: s.ddim_timesteps(21), "steps must be at most"),
 ])
 def test_reverse_steps_reject_bad_input(call, match):
@@ -180,6 +206,15 @@ def test_samplers_reject_negative_guidance_and_bad_labels(sampler):
         sampler(model(), 4, y=1)
 
 
+def test_sample_takes_one_label_for_all():
+    m = model(num_classes=3)
+    a = m.sample(4, y=2, guidance=2.0, generator=torch.Generator().manual_seed(0))
+    b = m.sample(4, y=torch.tensor([2, 2, 2, 2]), guidance=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match=r"y must have shape \(4\)"):
+        m.sample(4, y=torch.tensor([0, 1]))
+
+
 def test_label_dropout_trains_the_no_label_embedding():
     m = model(num_classes=3, label_dropout=0.5)
     m.train()
@@ -206,7 +241,10 @@ def test_loss_is_finite_and_differentiable_and_rejects_wrong_shapes():
         D.DiffusionModel({"timesteps": 10})
 
 
-@pytest.mark.parametrize("sampler", [D.ddpm_sample, lambda m, n, generator: D.ddim_sample(m, n, 5, generator=generator)])
+@pytest.mark.parametrize("sampler", [D.ddpm_sample,
+                                     lambda m, n, generator: D.ddim_sample(m, n, steps=5, generator=generator),
+                                     lambda m, n, generator: m.sample(n, generator=generator),
+                                     lambda m, n, generator: m.sample(n, steps=5, eta=0.5, generator=generator)])
 def test_sampling_is_reproducible_under_a_seed(sampler):
     m = model()
     a = sampler(m, 6, generator=torch.Generator().manual_seed(1))
@@ -215,13 +253,72 @@ def test_sampling_is_reproducible_under_a_seed(sampler):
     assert a.shape == (6, 2) and torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_sample_is_ddpm_by_default_and_ddim_with_steps():
+    m = model(timesteps=12)
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    assert torch.equal(m.sample(3, generator=g()), D.ddpm_sample(m, 3, generator=g()))
+    assert torch.equal(m.sample(3, steps=4, generator=g()), D.ddim_sample(m, 3, steps=4, generator=g()))
+    assert torch.equal(m.sample(3, steps=12, eta=1.0, generator=g()), D.ddim_sample(m, 3, steps=12, eta=1.0,
+                                                                                     generator=g()))
+    assert not torch.equal(m.sample(3, generator=g()), m.sample(3, steps=4, generator=g()))
+    with pytest.raises(TypeError):
+        D.ddim_sample(m, 3, 4)                             # steps is a keyword
+    with pytest.raises(TypeError):
+        D.ddpm_sample(m, 3, trajectory=True)               # the trajectory is its own function
+
+
 def test_trajectory_holds_every_step_in_data_space():
     m = D.DiffusionModel(D.DiffusionConfig.fast(hidden=16, depth=1, emb_dim=8, timesteps=12))
-    x, frames = D.ddim_sample(m, 3, steps=4, generator=torch.Generator().manual_seed(0), trajectory=True)
-    assert len(frames) == 5 and torch.equal(frames[-1], x)
-    assert x.min() >= 0 and x.max() <= 1, "images come back in [0, 1]"
-    x, frames = D.ddpm_sample(m, 3, trajectory=True)
-    assert len(frames) == 13
+    frames = D.trajectory(m, 3, steps=4, generator=torch.Generator().manual_seed(0))
+    x = m.sample(3, steps=4, generator=torch.Generator().manual_seed(0))
+    assert isinstance(frames, list) and len(frames) == 5 and torch.equal(frames[-1], x)
+    start = m.to_data(m.noise(3, torch.Generator().manual_seed(0)))
+    assert torch.equal(frames[0], start), "x_T first, in data space"
+    assert all(f.shape == (3, 1, 8, 8) and f.device.type == "cpu" for f in frames)
+    assert all(f.min() >= 0 and f.max() <= 1 for f in frames), "images come back in [0, 1]"
+    frames = D.trajectory(m, 3, generator=torch.Generator().manual_seed(0))
+    assert len(frames) == 13 and torch.equal(frames[-1], m.sample(3, generator=torch.Generator().manual_seed(0)))
+    m.train()
+    D.trajectory(m, 2, steps=2)
+    assert m.training, "the model's mode is restored"
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        D.trajectory(m, 0)
+
+
+def test_reverse_process_yields_every_state_in_model_space():
+    m = model(timesteps=10)
+    x = m.noise(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ddpm = list(D.reverse_process(m, x, generator=torch.Generator().manual_seed(1)))
+        ddim = list(D.reverse_process(m, x, steps=3))
+    assert len(ddpm) == 11 and len(ddim) == 4 and ddpm[0] is x and ddim[0] is x
+    # each DDIM state is one ddim_step from the one before
+    ts = m.schedule.ddim_timesteps(3)
+    for (t, t_prev), before, after in zip(zip(ts, ts[1:] + [-1]), ddim, ddim[1:]):
+        with torch.no_grad():
+            assert torch.allclose(after, m.schedule.ddim_step(before, m.predict_noise(before, t), t, t_prev), atol=1e-6)
+
+
+def test_noise_prediction_loss_is_the_error_of_the_noise_at_x_t():
+    s = D.NoiseSchedule.make("linear", 20)
+    x0, eps = torch.randn(2, 5, 3, generator=torch.Generator().manual_seed(0)).unbind(0)
+    t = torch.tensor([0, 3, 7, 19, 10])
+    seen = []
+
+    def denoiser(xt, tt, y=None):
+        seen.append((xt, tt, y))
+        return torch.zeros_like(xt) + 0.5
+
+    loss = D.noise_prediction_loss(denoiser, s, x0, t, eps)
+    assert loss.dim() == 0 and torch.allclose(loss, (eps - 0.5).square().mean())
+    xt, tt, y = seen[0]
+    assert torch.allclose(xt, s.add_noise(x0, eps, t)) and torch.equal(tt, t) and y is None
+    labels = torch.tensor([1, 0, 2, 2, 3])
+    D.noise_prediction_loss(denoiser, s, x0, t, eps, y=labels)
+    assert seen[1][2] is labels
+    net = D.MLPDenoiser((3,), hidden=8, depth=1, emb_dim=4)
+    exact = D.noise_prediction_loss(net, s, x0, t, eps)
+    assert torch.allclose(exact, torch.nn.functional.mse_loss(net(s.add_noise(x0, eps, t), t), eps))
 
 
 def test_fit_with_ema_learns_the_toy_data():
@@ -233,6 +330,28 @@ def test_fit_with_ema_learns_the_toy_data():
     assert history.final("loss", 30) < 0.5 * history["loss"][0]
     samples = D.ddim_sample(m, 500, steps=25, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(samples.mean(0), torch.tensor([2.0, -1.0]), atol=0.3)
+
+
+# ----------------------------------------------------------------------------- the denoisers
+
+def test_mlp_denoiser_takes_labels_exactly_when_conditional():
+    torch.manual_seed(0)
+    plain, conditional = D.MLPDenoiser((2,), hidden=8, depth=1, emb_dim=4), D.MLPDenoiser((2,), 8, 1, 4, num_classes=3)
+    x, t = torch.randn(4, 2), torch.tensor([0, 1, 2, 3])
+    assert plain(x, t).shape == conditional(x, t, torch.tensor([0, 1, 2, 3])).shape == (4, 2)   # 3: no label
+    with pytest.raises(ValueError, match="pass labels y"):
+        plain(x, t, torch.tensor([0, 1, 2, 0]))
+    with pytest.raises(ValueError, match="pass labels y"):
+        conditional(x, t)
+    assert conditional.label.num_embeddings == 4
+
+
+def test_mlp_denoiser_reads_no_values(monkeypatch):
+    """forward is the hot loop of sampling: no value checks there (they would sync a GPU)."""
+    net = D.MLPDenoiser((2,), hidden=8, depth=1, emb_dim=4, num_classes=3)
+    monkeypatch.setattr(D.validate, "tensor", lambda *a, **k: pytest.fail("forward must not check values"))
+    monkeypatch.setattr(D.gnn.validate, "tensor", lambda *a, **k: pytest.fail("forward must not check values"))
+    assert net(torch.randn(2, 2), torch.tensor([1, 2]), torch.tensor([0, 3])).shape == (2, 2)
 
 
 # ----------------------------------------------------------------------------- the full profile (UNet)
@@ -266,7 +385,21 @@ def test_keras_denoiser_trains_and_samples_with_the_shared_schedule():
     kd.keras.utils.set_random_seed(0)
     km = kd.KerasDiffusion(D.DiffusionConfig.fast(hidden=32, depth=1, emb_dim=8, timesteps=10))
     km.compile(optimizer=kd.keras.optimizers.Adam(1e-3))
-    history = km.fit(torch.rand(64, 1, 8, 8).numpy(), batch_size=32, epochs=2, verbose=0)
+    images = torch.rand(64, 1, 8, 8)
+    history = km.fit(images.numpy(), batch_size=32, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2 and all(v == v for v in history.history["loss"])
+    terms = km.loss_terms(images[:8])
+    assert set(terms) == {"loss"} and torch.isfinite(torch.as_tensor(terms["loss"]))
+    scores = km.evaluate(images.numpy(), batch_size=32, verbose=0, return_dict=True)     # test_step
+    assert 0 < scores["loss"] < 10
     s = km.sample(4, steps=5, generator=torch.Generator().manual_seed(0))
     assert s.shape == (4, 1, 8, 8) and 0 <= s.min() and s.max() <= 1
+    assert torch.equal(s, km.sample(4, steps=5, generator=torch.Generator().manual_seed(0)))
+    # predict_noise clips as the PyTorch model does: the implied x0 stays in [-clip, clip]
+    xt = 3 * torch.randn(4, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        eps = km.predict_noise(xt, 5)
+    assert eps.shape == (4, 64)
+    assert km.schedule.predict_x0(xt, eps, 5).abs().max() <= km.config.clip + 1e-4
+    with pytest.raises(TypeError):
+        km.sample(4, 5)                                    # steps is a keyword

@@ -296,31 +296,54 @@ def test_classifier_features_validate_shape():
 
 def test_classify_probabilities(trained, test_digits):
     x, y = test_digits
-    probs = evaluate.classify(x[:50])
+    probs = evaluate.classify(x[:50], "digits")
     assert probs.shape == (50, 10)
     assert torch.allclose(probs.sum(dim=1), torch.ones(50), atol=1e-5)
     assert (probs >= 0).all()
+    assert (probs.argmax(dim=1) == y[:50]).float().mean() > 0.9
     # out-of-range values are clipped to [0, 1] before classifying
-    assert torch.allclose(evaluate.classify(x[:50] * 3 - 1), evaluate.classify((x[:50] * 3 - 1).clamp(0, 1)))
+    assert torch.allclose(evaluate.classify(x[:50] * 3 - 1, "digits"),
+                          evaluate.classify((x[:50] * 3 - 1).clamp(0, 1), "digits"))
 
 
-def test_name_for():
-    assert evaluate._name_for(torch.zeros(2, 1, 8, 8)) == "digits"
-    assert evaluate._name_for(torch.zeros(2, 1, 28, 28)) == "mnist"
+def test_check_images():
+    assert evaluate._check_images(torch.zeros(2, 1, 8, 8), "digits") == "digits"
+    assert evaluate._check_images(torch.zeros(2, 1, 28, 28), "mnist") == "mnist"
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 1, 8, 8\), got \(2, 1, 28, 28\)"):
+        evaluate._check_images(torch.zeros(2, 1, 28, 28), "digits")      # named, never guessed from the size
+    with pytest.raises(ValueError, match=r"images must have shape \(N, 1, 28, 28\)"):
+        evaluate._check_images(torch.zeros(2, 1, 8, 8), "mnist")
     with pytest.raises(ValueError, match="images must have shape"):
-        evaluate._name_for(torch.zeros(2, 1, 16, 16))
+        evaluate._check_images(torch.zeros(2, 1, 16, 16), "digits")
     with pytest.raises(ValueError, match="images must have shape"):
-        evaluate._name_for(torch.zeros(2, 3, 8, 8))
-    with pytest.raises(ValueError, match="images must have 4 dimensions"):
-        evaluate._name_for(torch.zeros(2, 8, 8))
+        evaluate._check_images(torch.zeros(2, 3, 8, 8), "digits")
+    with pytest.raises(ValueError, match="images must have shape"):
+        evaluate._check_images(torch.zeros(2, 8, 8), "digits")
     with pytest.raises(TypeError, match="images must be a floating-point"):
-        evaluate._name_for(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+        evaluate._check_images(torch.zeros(2, 1, 8, 8, dtype=torch.uint8), "digits")
+    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'mnist'\], got 'cifar10'"):
+        evaluate._check_images(torch.zeros(2, 1, 8, 8), "cifar10")
+
+
+@pytest.mark.parametrize("fn", [evaluate.classify, evaluate.class_report, evaluate.frechet_distance])
+def test_image_scores_name_their_dataset(fn, monkeypatch):
+    """Checked before any classifier is trained or data set loaded: nothing is fetched for a bad call."""
+    monkeypatch.setattr(evaluate, "classifier", lambda name: pytest.fail("checked before loading a classifier"))
+    with pytest.raises(ValueError, match=r"dataset must be one of \['digits', 'mnist'\], got 'Digits'"):
+        fn(torch.zeros(4, 1, 8, 8), "Digits")
+    name = "samples" if fn is evaluate.frechet_distance else "images"     # each names its own argument
+    with pytest.raises(ValueError, match=rf"{name} must have shape \(N, 1, 28, 28\), got \(4, 1, 8, 8\)"):
+        fn(torch.zeros(4, 1, 8, 8), "mnist")
+    with pytest.raises(ValueError, match=rf"{name} must have shape \(N, 1, 8, 8\)"):
+        fn(torch.zeros(4, 1, 28, 28), "digits")
+    with pytest.raises(TypeError):
+        fn(torch.zeros(4, 1, 8, 8))                        # the data set is required
 
 
 # ----------------------------------------------------------------------------- class report
 
 def test_class_report_real_digits(trained, test_digits):
-    report = evaluate.class_report(test_digits[0])
+    report = evaluate.class_report(test_digits[0], "digits")
     assert report.confidence > 0.9
     assert len(report.histogram) == 10 and sum(report.histogram) == 360
     assert min(report.histogram) > 0
@@ -331,7 +354,7 @@ def test_class_report_real_digits(trained, test_digits):
 
 
 def test_class_report_collapsed_samples(trained):
-    report = evaluate.class_report(torch.zeros(100, 1, 8, 8))
+    report = evaluate.class_report(torch.zeros(100, 1, 8, 8), "digits")
     assert sum(report.histogram) == 100
     assert sum(1 for h in report.histogram if h > 0) == 1  # identical images: a single class
     assert max(report.histogram) == 100
@@ -341,7 +364,7 @@ def test_class_report_collapsed_samples(trained):
 
 def test_frechet_distance_real_digits_near_floor(trained):
     real = data.digits("train").tensors[0][:180]
-    result = evaluate.frechet_distance(real)
+    result = evaluate.frechet_distance(real, "digits")
     assert isinstance(result, evaluate.Frechet)
     assert result.n == 180 and result.floor > 0
     assert result.ratio < 1.5
@@ -351,34 +374,73 @@ def test_frechet_distance_real_digits_near_floor(trained):
 
 def test_frechet_distance_floor_is_the_held_out_split(trained):
     val = data.digits("val").tensors[0]  # exactly the first 180 held-out images
-    result = evaluate.frechet_distance(val)
+    result = evaluate.frechet_distance(val, "digits")
     assert result.distance == pytest.approx(result.floor, rel=1e-9)
     assert result.ratio == pytest.approx(1.0)
 
 
 def test_frechet_distance_noise_is_far(trained):
     noise = torch.rand(180, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    assert evaluate.frechet_distance(noise).ratio > 5
+    assert evaluate.frechet_distance(noise, "digits").ratio > 5
     blank = torch.zeros(180, 1, 8, 8)
-    assert evaluate.frechet_distance(blank).ratio > 5
+    assert evaluate.frechet_distance(blank, "digits").ratio > 5
 
 
 def test_frechet_distance_clips_values(trained):
     real = data.digits("train").tensors[0][:100]
     stretched = real * 2 - 0.5  # 0 -> -0.5, 1 -> 1.5: clipping undoes the ends only
-    assert evaluate.frechet_distance(stretched).distance == pytest.approx(
-        evaluate.frechet_distance(stretched.clamp(0, 1)).distance)
+    assert evaluate.frechet_distance(stretched, "digits").distance == pytest.approx(
+        evaluate.frechet_distance(stretched.clamp(0, 1), "digits").distance)
 
 
 def test_frechet_distance_bad_input(trained):
-    with pytest.raises(ValueError, match="images must have shape"):
-        evaluate.frechet_distance(torch.rand(50, 1, 10, 10))
-    with pytest.raises(ValueError, match="images must have 4 dimensions"):
-        evaluate.frechet_distance(torch.rand(50, 64))
+    with pytest.raises(ValueError, match="samples must have shape"):
+        evaluate.frechet_distance(torch.rand(50, 1, 10, 10), "digits")
+    with pytest.raises(ValueError, match=r"samples must have shape \(N, 1, 8, 8\), got \(50, 64\)"):
+        evaluate.frechet_distance(torch.rand(50, 64), "digits")
     with pytest.raises(ValueError, match="samples must hold between 2 and 1437"):
-        evaluate.frechet_distance(torch.rand(1, 1, 8, 8))
+        evaluate.frechet_distance(torch.rand(1, 1, 8, 8), "digits")
     with pytest.raises(ValueError, match="samples must hold"):
-        evaluate.frechet_distance(torch.rand(1438, 1, 8, 8))
+        evaluate.frechet_distance(torch.rand(1438, 1, 8, 8), "digits")
+
+
+# ----------------------------------------------------------------------------- 2-D samples
+
+def test_nearest_distance_by_hand():
+    points = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    reference = torch.tensor([[0.0, 1.0], [3.0, 0.0], [10.0, 10.0]])
+    # (0, 0): 1 to (0, 1); (3, 4): 4 to (3, 0), against sqrt(18) to (0, 1)
+    d = evaluate.nearest_distance(points, reference)
+    assert isinstance(d, float) and d == pytest.approx(2.5)
+    assert evaluate.nearest_distance(reference, reference) == 0.0
+    assert evaluate.nearest_distance(points[:1], reference) == pytest.approx(1.0)
+    assert evaluate.nearest_distance(points.double(), reference.double()) == pytest.approx(2.5)
+    assert evaluate.nearest_distance(torch.zeros(4, 3), torch.ones(2, 3)) == pytest.approx(3 ** 0.5)   # any dimension
+
+
+def test_nearest_distance_tells_data_from_noise():
+    moons = data.toy2d("moons", n=2000, seed=0)
+    held_out = data.toy2d("moons", n=300, seed=1)
+    noise = torch.randn(300, 2, generator=torch.Generator().manual_seed(0)) * moons.std(0) + moons.mean(0)
+    on_data, off_data = evaluate.nearest_distance(held_out, moons), evaluate.nearest_distance(noise, moons)
+    assert off_data > 2 * on_data
+    points = torch.zeros(3, 2, requires_grad=True)
+    assert evaluate.nearest_distance(points, moons) > 0        # samples that still carry a graph are fine
+
+
+@pytest.mark.parametrize("points, reference, exc, match", [
+    (torch.zeros(4), torch.zeros(3, 2), ValueError, "points must have 2 dimensions"),
+    (torch.zeros(4, 2), torch.zeros(3, 3), ValueError, r"reference must have shape \(N, 2\)"),
+    (torch.zeros(4, 2), torch.zeros(3), ValueError, "reference must have shape"),
+    (torch.zeros(4, 2, dtype=torch.long), torch.zeros(3, 2), TypeError, "points must be a floating-point"),
+    (torch.zeros(4, 2), torch.zeros(3, 2, dtype=torch.long), TypeError, "reference must be a floating-point"),
+    ([[0.0, 0.0]], torch.zeros(3, 2), TypeError, "points must be a torch.Tensor"),
+    (torch.zeros(0, 2), torch.zeros(3, 2), ValueError, "at least one point"),
+    (torch.zeros(4, 2), torch.zeros(0, 2), ValueError, "at least one point"),
+])
+def test_nearest_distance_bad_input(points, reference, exc, match):
+    with pytest.raises(exc, match=match):
+        evaluate.nearest_distance(points, reference)
 
 
 # ----------------------------------------------------------------------------- latency

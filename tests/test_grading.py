@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from gencourse import cli, grading, labs
+from gencourse.course import cli, grading, labs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -252,7 +253,15 @@ def test_workflow_template_is_valid_yaml(capsys):
     assert "GENCOURSE_REF" in workflow["env"]
     steps = workflow["jobs"]["grade"]["steps"]
     assert any(s.get("if") == "always()" and "GITHUB_STEP_SUMMARY" in s.get("run", "") for s in steps)
-    assert "download.pytorch.org/whl/cpu" in text and "torch==2.13.0" in text
+    install = next(s["run"] for s in steps if "pip install" in s.get("run", ""))
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in install  # PyTorch's CPU build
+    # gencourse and the course's pinned environment (requirements.txt) come from the same repository and ref
+    package = re.search(r'"gencourse @ git\+https://github\.com/([\w.-]+/[\w.-]+)@([^"]+)"', install)
+    pinned = re.search(r'-r "https://raw\.githubusercontent\.com/([\w.-]+/[\w.-]+)/([^/"]+)/requirements\.txt"',
+                       install)
+    assert package and pinned, "the workflow must install gencourse and requirements.txt at GENCOURSE_REF"
+    assert package.groups() == pinned.groups() == ("gencourse/gencourse", "${GENCOURSE_REF}")
+    assert re.search(r"^torch==", (REPO / "requirements.txt").read_text(), re.M), "requirements.txt pins torch"
 
 
 # ---------------------------------------------------------------- the real lab 00

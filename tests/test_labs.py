@@ -8,7 +8,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from gencourse import cli, labs
+from gencourse.course import cli, labs
 
 REPO = Path(__file__).resolve().parents[1]
 

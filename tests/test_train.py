@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
-from gencourse import train  # noqa: E402
+from gencourse import data, train  # noqa: E402
 from gencourse.nn import MLP  # noqa: E402
 from gencourse.train import TrainConfig, fit  # noqa: E402
 
@@ -25,15 +25,6 @@ def _close_figures():
     yield
     plt.close("all")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and on a busy machine two threads per process
-    slow every step severalfold."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def cfg(**kwargs) -> TrainConfig:
@@ -50,7 +41,7 @@ class Regressor(nn.Module):
         self.net = MLP(2, 32, 1, depth=2)
 
     def loss(self, batch):
-        x, y = train.unpack(batch)
+        x, y = data.unpack(batch)
         mse = (self.net(x).squeeze(1) - y).square().mean()
         return {"loss": mse, "mse": mse.detach(), "half": 0.5 * mse.detach()}
 
@@ -68,7 +59,7 @@ class MeanOfBatch(nn.Module):
         self.w = nn.Parameter(torch.zeros(1))
 
     def loss(self, batch):
-        x, _ = train.unpack(batch)
+        x, _ = data.unpack(batch)
         return {"loss": x.float().mean() + 0 * self.w.sum()}
 
 
@@ -144,17 +135,34 @@ def test_lr_schedule_is_applied():
     assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
+def test_lr_schedule_constant_keeps_the_rate():
+    model = Linear2()
+    fit(model, torch.zeros(4, 1), cfg(steps=10, batch_size=2, warmup=2, schedule="constant", grad_clip=None))
+    assert model.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
 def test_lr_factor():
     c = cfg(steps=110, warmup=10)
-    assert train._lr_factor(0, c) == pytest.approx(0.1)
-    assert train._lr_factor(4, c) == pytest.approx(0.5)
-    assert train._lr_factor(9, c) == pytest.approx(1.0)
-    assert train._lr_factor(10, c) == pytest.approx(1.0)
-    assert train._lr_factor(60, c) == pytest.approx(0.55)  # half way down the cosine
-    assert train._lr_factor(110, c) == pytest.approx(0.1)
-    factors = [train._lr_factor(i, c) for i in range(10, 111)]
+    assert train.lr_factor(0, c) == pytest.approx(0.1)
+    assert train.lr_factor(4, c) == pytest.approx(0.5)
+    assert train.lr_factor(9, c) == pytest.approx(1.0)
+    assert train.lr_factor(10, c) == pytest.approx(1.0)
+    assert train.lr_factor(60, c) == pytest.approx(0.55)  # half way down the cosine
+    assert train.lr_factor(110, c) == pytest.approx(0.1)
+    factors = [train.lr_factor(i, c) for i in range(10, 111)]
     assert all(a >= b for a, b in zip(factors, factors[1:]))
-    assert all(train._lr_factor(i, cfg(steps=50)) == 1.0 for i in (0, 10, 49))  # no warm-up: constant
+
+
+def test_lr_factor_warmup_and_schedule_are_independent():
+    cosine = cfg(steps=50)                                 # no warm-up: the cosine decay still applies
+    assert cosine.warmup == 0 and cosine.schedule == "cosine"
+    assert train.lr_factor(0, cosine) == pytest.approx(1.0)
+    assert train.lr_factor(25, cosine) == pytest.approx(0.55)
+    assert train.lr_factor(50, cosine) == pytest.approx(0.1)
+    constant = cfg(steps=50, schedule="constant")
+    assert all(train.lr_factor(i, constant) == 1.0 for i in (0, 10, 25, 49, 50))
+    warm_constant = cfg(steps=50, warmup=4, schedule="constant")
+    assert [train.lr_factor(i, warm_constant) for i in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
 
 
 # ----------------------------------------------------------------------------- EMA
@@ -168,7 +176,7 @@ def test_ema_matches_hand_computation():
     for _ in range(steps):
         w = w - lr * c
         shadow = d * shadow + (1 - d) * w
-    fit(model, torch.zeros(4, 1), cfg(steps=steps, batch_size=2, ema_decay=d, grad_clip=None))
+    fit(model, torch.zeros(4, 1), cfg(steps=steps, batch_size=2, ema_decay=d, grad_clip=None, schedule="constant"))
     raw = torch.tensor([0.5, 0.25]) - steps * lr * c
     assert torch.allclose(model.w.detach(), shadow, atol=1e-6)
     assert not torch.allclose(model.w.detach(), raw)
@@ -260,11 +268,11 @@ class TwoOptimizers(nn.Module):
     def configure_optimizers(self, config):
         return (torch.optim.SGD([self.a], lr=config.lr), torch.optim.SGD([self.b], lr=config.lr))
 
-    def training_step(self, batch, optimizers):
-        self.calls.append((batch, optimizers))
+    def training_step(self, batch, optimizers, config):
+        self.calls.append((batch, optimizers, config))
         opt_a, opt_b = optimizers
-        train.step((self.a * 1.0).sum(), opt_a, None)
-        train.step((self.b * -2.0).sum(), opt_b, None)
+        train.step((self.a * 1.0).sum(), opt_a, config.grad_clip)
+        train.step((self.b * -2.0).sum(), opt_b, config.grad_clip)
         return {"loss": 1.5 + len(self.calls), "d_loss": 0.25}
 
     def loss(self, batch):  # never used: training_step takes precedence
@@ -273,15 +281,26 @@ class TwoOptimizers(nn.Module):
 
 def test_training_step_override():
     model = TwoOptimizers()
-    data = torch.arange(8.0).reshape(8, 1)
-    h = fit(model, data, cfg(steps=3, batch_size=4, lr=0.5))
+    x = torch.arange(8.0).reshape(8, 1)
+    config = cfg(steps=3, batch_size=4, lr=0.5, schedule="constant", grad_clip=None)
+    h = fit(model, x, config)
     assert len(model.calls) == 3
-    batch, optimizers = model.calls[0]
+    batch, optimizers, seen = model.calls[0]
     assert isinstance(batch, torch.Tensor) and batch.shape == (4, 1)  # a single tensor comes unwrapped
     assert isinstance(optimizers, list) and len(optimizers) == 2
     assert all(isinstance(o, torch.optim.SGD) for o in optimizers)
+    assert all(call[2] is config for call in model.calls)  # the step receives fit's config
     assert h["loss"] == [2.5, 3.5, 4.5] and h["d_loss"] == [0.25] * 3
     assert model.a.item() == pytest.approx(-1.5) and model.b.item() == pytest.approx(3.0)
+
+
+def test_training_step_reads_the_config():
+    """The config reaches the model's own update: here its grad_clip bounds both optimisers' steps."""
+    clipped, free = TwoOptimizers(), TwoOptimizers()
+    fit(clipped, torch.zeros(4, 1), cfg(steps=1, batch_size=2, lr=1.0, grad_clip=0.5))
+    fit(free, torch.zeros(4, 1), cfg(steps=1, batch_size=2, lr=1.0, grad_clip=None))
+    assert (clipped.a.item(), clipped.b.item()) == pytest.approx((-0.5, 0.5))
+    assert (free.a.item(), free.b.item()) == pytest.approx((-1.0, 2.0))
 
 
 def test_training_step_default_optimizer_is_adamw():
@@ -292,13 +311,13 @@ def test_training_step_default_optimizer_is_adamw():
             super().__init__()
             self.p = nn.Parameter(torch.zeros(2))
 
-        def training_step(self, batch, optimizers):
+        def training_step(self, batch, optimizers, config):
             seen.append(optimizers)
             train.step(self.p.sum(), optimizers[0], None)
             return {"loss": 0.0}
 
     m = M()
-    fit(m, torch.zeros(4, 1), cfg(steps=1, batch_size=2, lr=3e-3, weight_decay=0.1))
+    fit(m, torch.zeros(4, 1), cfg(steps=1, batch_size=2, lr=3e-3, weight_decay=0.1, schedule="constant"))
     (opt,) = seen[0]
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.param_groups[0]["params"][0] is m.p
@@ -307,17 +326,17 @@ def test_training_step_default_optimizer_is_adamw():
 
 def test_training_step_must_return_dict_with_loss():
     class NoLoss(TwoOptimizers):
-        def training_step(self, batch, optimizers):
-            super().training_step(batch, optimizers)
+        def training_step(self, batch, optimizers, config):
+            super().training_step(batch, optimizers, config)
             return {"d_loss": 1.0}
 
-    with pytest.raises(TypeError, match=r"training_step\(batch, optimizers\)"):
+    with pytest.raises(TypeError, match=r"NoLoss\.training_step\(batch, optimizers, config\) must return a dict"):
         fit(NoLoss(), torch.zeros(4, 1), cfg(steps=1, batch_size=2))
 
 
 def test_training_step_tensor_logs_become_floats():
     class TensorLogs(TwoOptimizers):
-        def training_step(self, batch, optimizers):
+        def training_step(self, batch, optimizers, config):
             loss = (self.a * 2).sum()
             train.step(loss, optimizers[0], None)
             train.step(self.b.sum(), optimizers[1], None)
@@ -380,6 +399,9 @@ def test_model_without_loss():
     (TrainConfig(steps=2.5, progress=False), TypeError, "config.steps"),
     (TrainConfig(batch_size=0, progress=False), ValueError, "config.batch_size"),
     (TrainConfig(grad_clip=-1.0, progress=False), ValueError, "config.grad_clip"),
+    (TrainConfig(schedule="linear", progress=False), ValueError, "config.schedule"),
+    (TrainConfig(warmup=-1, progress=False), ValueError, "config.warmup"),
+    (TrainConfig(warmup=2.5, progress=False), ValueError, "config.warmup"),
 ])
 def test_bad_config(config, exc, name):
     with pytest.raises(exc, match=name):
@@ -414,6 +436,96 @@ def test_val_loss_tracks_the_model():
     # the last evaluation saw the final weights
     assert h["val_loss"][-1] == pytest.approx(train.evaluate_loss(model, data, 16, 10)["loss"], rel=1e-5)
     assert h["val_loss"][-1] < h["val_loss"][0]
+
+
+class Unscored(nn.Module):
+    """Like a GAN: a generator and a critic, its own update, no loss, and nothing to validate with."""
+
+    def __init__(self, ema_part: str | None = None):
+        super().__init__()
+        self.gen = nn.Linear(1, 1, bias=False)
+        self.critic = nn.Linear(1, 1, bias=False)
+        with torch.no_grad():
+            self.gen.weight.fill_(1.0)
+            self.critic.weight.fill_(1.0)
+        self.ema_part = ema_part
+        self.validated = []
+
+    def configure_optimizers(self, config):
+        return [torch.optim.SGD(self.gen.parameters(), lr=0.1), torch.optim.SGD(self.critic.parameters(), lr=0.1)]
+
+    def training_step(self, batch, optimizers, config):
+        train.step(self.gen.weight.sum(), optimizers[0], None)            # gen: -0.1 per step
+        train.step(-2 * self.critic.weight.sum(), optimizers[1], None)    # critic: +0.2 per step
+        return {"loss": 0.0}
+
+    def ema_module(self):
+        return getattr(self, self.ema_part) if self.ema_part else self
+
+
+class Adversarial(Unscored):
+    """The same, validated by its own validation_step."""
+
+    def validation_step(self, batch):
+        self.validated.append((self.training, torch.is_grad_enabled()))
+        return {"loss": batch.mean(), "score": self.critic.weight.sum() * 0 + 2.0}
+
+
+def test_validation_step_validates_a_model_without_loss():
+    model = Adversarial()
+    assert not hasattr(model, "loss")
+    val = torch.arange(100.0).reshape(100, 1)
+    h = fit(model, torch.zeros(4, 1), cfg(steps=4, batch_size=10, eval_every=2, eval_batches=2), val_data=val)
+    assert h.eval_steps == [2, 4]
+    assert h["val_loss"] == pytest.approx([9.5, 9.5]) and h["val_score"] == [2.0, 2.0]
+    assert model.validated and set(model.validated) == {(False, False)}   # eval mode, no gradients
+    assert train.evaluate_loss(model, val, batch_size=10, max_batches=1) == pytest.approx({"loss": 4.5, "score": 2.0})
+
+
+def test_validation_step_takes_precedence_over_loss():
+    class Both(MeanOfBatch):
+        def validation_step(self, batch):
+            return {"loss": batch.float().mean() + 100, "extra": torch.tensor(1.0)}
+
+    h = fit(Both(), torch.zeros(4, 1), cfg(steps=2, batch_size=2, eval_every=1), val_data=torch.zeros(4, 1))
+    assert h["loss"] == [0.0, 0.0]                          # training still uses loss
+    assert h["val_loss"] == [100.0, 100.0] and h["val_extra"] == [1.0, 1.0]
+
+
+def test_validation_step_is_checked():
+    class Bad(Adversarial):
+        def validation_step(self, batch):
+            return {"score": 1.0}
+
+    with pytest.raises(TypeError, match=r"Bad\.validation_step\(batch\) must return a dict with key 'loss'"):
+        fit(Bad(), torch.zeros(4, 1), cfg(steps=1, batch_size=2, eval_every=1), val_data=torch.zeros(4, 1))
+
+
+def test_val_data_without_a_way_to_score_it_warns():
+    model = Unscored()
+    assert not hasattr(model, "validation_step") and not hasattr(model, "loss")
+    with pytest.warns(UserWarning, match=r"neither validation_step\(batch\) nor loss\(batch\)"):
+        h = fit(model, torch.zeros(4, 1), cfg(steps=2, batch_size=2, eval_every=1), val_data=torch.zeros(4, 1))
+    assert h.eval_steps == [] and not any(k.startswith("val_") for k in h.values)
+    with pytest.raises(TypeError, match="neither validation_step"):
+        train.evaluate_loss(model, torch.zeros(4, 1), 2, 1)
+
+
+def test_ema_module_averages_only_that_submodule():
+    d, steps = 0.5, 4
+    model = Adversarial(ema_part="gen")
+    fit(model, torch.zeros(4, 1), cfg(steps=steps, batch_size=2, ema_decay=d, schedule="constant"))
+    w, shadow = 1.0, 1.0
+    for _ in range(steps):
+        w -= 0.1
+        shadow = d * shadow + (1 - d) * w
+    assert model.gen.weight.item() == pytest.approx(shadow)           # averaged
+    assert model.critic.weight.item() == pytest.approx(1.0 + 0.2 * steps)   # its last weights, not averaged
+    everything = Adversarial(ema_part=None)
+    fit(everything, torch.zeros(4, 1), cfg(steps=steps, batch_size=2, ema_decay=d, schedule="constant"))
+    assert everything.gen.weight.item() == pytest.approx(shadow)
+    assert everything.critic.weight.item() < 1.0 + 0.2 * steps - 1e-3    # the critic averaged too
+    assert train.ema_module(model) is model.gen and train.ema_module(nn.Linear(1, 1)).in_features == 1
 
 
 def test_no_eval_without_val_data_or_interval():
@@ -451,6 +563,17 @@ def test_history_final_getitem_repr():
     assert "kl" in str(err.value) and "loss" in str(err.value)
     with pytest.raises(KeyError, match="nll"):
         h.final("nll")
+
+
+def test_history_seconds_and_state_round_trip():
+    h = fit(Regressor(), regression_data(8), cfg(steps=3, batch_size=4, eval_every=2), val_data=regression_data(8))
+    assert h.seconds > 0
+    state = h.state()
+    again = train.History.from_state(state)
+    assert dict(again.values) == dict(h.values) and again.eval_steps == h.eval_steps == [2, 3]
+    assert again.seconds == h.seconds
+    assert again.final("loss", 2) == h.final("loss", 2)
+    assert train.History().seconds == 0.0
 
 
 def test_history_plot():
@@ -517,14 +640,6 @@ def test_load_wrong_architecture(tmp_path):
 
 # ----------------------------------------------------------------------------- batching helpers
 
-def test_unpack():
-    x, y = torch.zeros(2), torch.ones(2)
-    assert train.unpack(x) == (x, None)
-    assert train.unpack([x, y])[0] is x and train.unpack([x, y])[1] is y
-    assert train.unpack((x, y))[1] is y
-    assert train.unpack((x,)) == (x, None)
-
-
 def test_batches_single_tensor_unwrapped_and_endless():
     x = torch.arange(10.0).reshape(10, 1)
     stream = train.batches(x, 4, seed=0)
@@ -543,7 +658,7 @@ def test_batches_labelled_data():
     ds = TensorDataset(torch.arange(6.0), torch.arange(6) * 10)
     batch = next(train.batches(ds, 3, seed=0))
     assert isinstance(batch, (list, tuple)) and len(batch) == 2
-    x, y = train.unpack(batch)
+    x, y = data.unpack(batch)
     assert torch.equal(y, (x * 10).long())  # pairs stay together
 
 
@@ -562,3 +677,126 @@ def test_as_dataset_and_to_device():
     moved = train.to_device(pair, torch.device("cpu"))
     assert isinstance(moved, tuple) and torch.equal(moved[1], pair[1])
     assert isinstance(train.to_device([torch.zeros(1)], "cpu"), list)
+
+
+# ----------------------------------------------------------------------------- presets
+
+def test_presets():
+    assert TrainConfig.fast() == TrainConfig()
+    full = TrainConfig.full()
+    assert (full.steps, full.batch_size, full.warmup, full.schedule) == (10_000, 128, 200, "cosine")
+
+
+# ----------------------------------------------------------------------------- fit_or_load
+
+@pytest.fixture
+def cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENCOURSE_CACHE", str(tmp_path))
+    return tmp_path / "models"
+
+
+class _Counted:
+    """Wraps train.fit and counts the calls."""
+
+    def __init__(self, monkeypatch):
+        self.calls = 0
+        real = train.fit
+
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(train, "fit", counted)
+
+
+def _weights_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fit_or_load_trains_once_then_loads(cache, monkeypatch):
+    x = regression_data(8)
+    config = cfg(steps=5, batch_size=4, eval_every=5)
+    model, history = train.fit_or_load("reg", Regressor, x, config, val_data=x)
+    assert not model.training and history.seconds > 0 and history.eval_steps == [5]
+    files = sorted(cache.glob("*.pt"))
+    assert len(files) == 1 and files[0].name.startswith("reg-")
+    assert not list(cache.glob("*.tmp"))                    # written under a temporary name, then moved
+    monkeypatch.setattr(train, "fit", lambda *a, **k: pytest.fail("the cached model must be loaded, not trained"))
+    again, again_history = train.fit_or_load("reg", lambda: Regressor(seed=5), x, config, val_data=x)
+    assert again is not model and _weights_equal(again, model) and not again.training
+    assert dict(again_history.values) == dict(history.values)
+    assert again_history.seconds == history.seconds and again_history.eval_steps == history.eval_steps
+
+
+def test_fit_or_load_file_loads_with_weights_only(cache):
+    model, history = train.fit_or_load("reg", Regressor, regression_data(8), cfg(steps=2, batch_size=4))
+    (path,) = cache.glob("*.pt")
+    saved = torch.load(path, weights_only=True)
+    assert set(saved) == {"state", "history"}
+    fresh = Regressor(seed=3)
+    fresh.load_state_dict(saved["state"])
+    assert _weights_equal(fresh, model)
+    assert train.History.from_state(saved["history"]).values == history.values
+
+
+@pytest.mark.parametrize("change", ["config", "data", "name"])
+def test_fit_or_load_trains_again_when_anything_changes(cache, monkeypatch, change):
+    x, config = regression_data(8), cfg(steps=2, batch_size=4)
+    train.fit_or_load("reg", Regressor, x, config)
+    counted = _Counted(monkeypatch)
+    train.fit_or_load("reg", Regressor, x, config)
+    assert counted.calls == 0
+    if change == "config":
+        train.fit_or_load("reg", Regressor, x, cfg(steps=3, batch_size=4))
+    elif change == "data":
+        x2 = TensorDataset(x.tensors[0].clone(), x.tensors[1] + 1)
+        train.fit_or_load("reg", Regressor, x2, config)
+    else:
+        train.fit_or_load("reg2", Regressor, x, config)
+    assert counted.calls == 1
+    assert len(list(cache.glob("*.pt"))) == 2                # the first model stays cached beside it
+
+
+@pytest.mark.parametrize("corruption", ["truncated", "text", "other_model", "code"])
+def test_fit_or_load_corrupt_cache_warns_and_retrains(cache, monkeypatch, capfd, corruption):
+    x, config = regression_data(8), cfg(steps=2, batch_size=4)
+    model, _ = train.fit_or_load("reg", Regressor, x, config)
+    (path,) = cache.glob("*.pt")
+    if corruption == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    elif corruption == "text":
+        path.write_text("not a checkpoint")
+    elif corruption == "other_model":
+        torch.save({"state": nn.Linear(3, 3).state_dict(), "history": train.History().state()}, path)
+    else:
+        torch.save({"state": _Payload(), "history": {}}, path)
+    counted = _Counted(monkeypatch)
+    with pytest.warns(UserWarning, match="could not read the cached model"):
+        again, _ = train.fit_or_load("reg", Regressor, x, config)
+    assert counted.calls == 1 and _weights_equal(again, model)   # same seed, same data: the same training
+    assert "code ran" not in capfd.readouterr().out             # weights_only: nothing in the file runs
+    train.fit_or_load("reg", Regressor, x, config)               # the file was replaced by a good one
+    assert counted.calls == 1
+
+
+def test_fit_or_load_bad_arguments(cache):
+    x, config = regression_data(8), cfg(steps=1, batch_size=4)
+    for bad in ("", "a/b", "has space", None):
+        with pytest.raises(ValueError, match="name must be"):
+            train.fit_or_load(bad, Regressor, x, config)
+    with pytest.raises(TypeError, match="make_model"):
+        train.fit_or_load("reg", object(), x, config)
+    with pytest.raises(TypeError, match="TrainConfig"):
+        train.fit_or_load("reg", Regressor, x, dict(steps=1))
+    assert not cache.exists() or not list(cache.glob("*.pt"))
+
+
+def test_cache_key_follows_what_was_trained():
+    x, config = regression_data(8), cfg(steps=2)
+    key = train.cache_key("reg", Regressor(), x, config)
+    assert key == train.cache_key("reg", Regressor(seed=4), regression_data(8), cfg(steps=2))
+    assert len({key, train.cache_key("reg", Regressor(), x, cfg(steps=3)),
+                train.cache_key("reg", Regressor(), regression_data(8, seed=1), config),
+                train.cache_key("other", Regressor(), x, config),
+                train.cache_key("reg", MeanOfBatch(), x, config)}) == 5

@@ -29,3 +29,10 @@ def torch_update(model, loss) -> dict:
         model.optimizer.apply([w.value.grad for w in weights], weights)
     model.loss_tracker.update_state(loss)
     return {"loss": model.loss_tracker.result()}
+
+
+def tracked(model, terms: dict) -> dict:
+    """The end of a custom `test_step`: track the mean of terms["loss"], so that `evaluate()`
+    reports the loss averaged over batches, as `fit()` does."""
+    model.loss_tracker.update_state(terms["loss"])
+    return {"loss": model.loss_tracker.result()}

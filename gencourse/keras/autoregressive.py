@@ -15,7 +15,9 @@ import torch
 from keras import layers, ops
 
 from .. import validate
-from . import torch_update
+from ..autoregressive import GPTConfig, generate
+from ..contract import sampler
+from . import torch_update, tracked
 
 
 class Block(layers.Layer):
@@ -36,21 +38,25 @@ class Block(layers.Layer):
 
 
 class CharGPT(keras.Model):
-    """A decoder-only transformer over characters whose fit() runs our own torch-style step (lab 01)."""
+    """A decoder-only transformer over characters whose fit() runs our own torch-style step (lab 01).
 
-    def __init__(self, vocab_size: int, block_size: int = 64, n_layer: int = 2, n_head: int = 4,
-                 n_embd: int = 64, **kwargs):
+    Built from the same GPTConfig as the PyTorch GPT (dropout is not used);
+    `sample` runs the same sampling loop (`gencourse.autoregressive.generate`).
+    """
+
+    likelihood = "exact"
+
+    def __init__(self, config: GPTConfig, **kwargs):
         super().__init__(**kwargs)
-        for name, v in (("vocab_size", vocab_size), ("block_size", block_size), ("n_layer", n_layer),
-                        ("n_head", n_head), ("n_embd", n_embd)):
-            validate.positive_int(name, v)
-        self.vocab_size, self.block_size = vocab_size, block_size
-        self.tok_emb = layers.Embedding(vocab_size, n_embd)
-        self.pos_emb = layers.Embedding(block_size, n_embd)
-        self.blocks = [Block(n_embd, n_head) for _ in range(n_layer)]
+        validate.instance("config", config, GPTConfig)
+        self.gpt_config = config
+        self.tok_emb = layers.Embedding(config.vocab_size, config.n_embd)
+        self.pos_emb = layers.Embedding(config.block_size, config.n_embd)
+        self.blocks = [Block(config.n_embd, config.n_head) for _ in range(config.n_layer)]
         self.ln_f = layers.LayerNormalization(epsilon=1e-5)
-        self.head = layers.Dense(vocab_size, use_bias=False)
+        self.head = layers.Dense(config.vocab_size, use_bias=False)
         self.loss_tracker = keras.metrics.Mean(name="loss")
+        self(ops.zeros((1, 1), dtype="int32"))               # create the weights now, not at fit's first batch
 
     def call(self, tokens):                                   # (B, T) -> (B, T, V)
         x = self.tok_emb(tokens) + self.pos_emb(ops.arange(ops.shape(tokens)[1]))
@@ -58,20 +64,45 @@ class CharGPT(keras.Model):
             x = block(x)
         return self.head(self.ln_f(x))
 
-    def next_token_loss(self, inputs, targets):
-        """Mean cross-entropy in nats of targets (B, T) given logits of inputs (B, T)."""
-        logits = self(inputs, training=True)
-        return ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+    @property
+    def config(self) -> GPTConfig:  # what the shared sampling loop reads (block_size)
+        return self.gpt_config
+
+    def loss_terms(self, data) -> dict:
+        """{"loss": mean cross-entropy in nats of targets (B, T) given logits of inputs (B, T),
+        "nll": nats per window}, for data = (inputs, targets)."""
+        inputs, targets = data
+        logits = self(inputs)
+        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        return {"loss": loss, "nll": loss * ops.shape(targets)[1]}
+
+    def log_prob(self, tokens: torch.Tensor) -> torch.Tensor:
+        """log p(tokens[:, 1:] | tokens[:, 0]) in nats: (B, T) -> (B,), as GPT.log_prob."""
+        validate.tensor("tokens", tokens, ndim=2, dtype="int", low=0, high=self.gpt_config.vocab_size - 1)
+        logits = self(tokens[:, :-1])
+        nll = keras.losses.sparse_categorical_crossentropy(tokens[:, 1:], logits, from_logits=True)
+        return -ops.sum(nll, axis=1)
 
     @property
     def metrics(self):
         return [self.loss_tracker]
 
     def train_step(self, data):
-        inputs, targets = data
         self.zero_grad()                                      # torch-style: clear, forward, backward, apply
-        loss = self.next_token_loss(inputs, targets)
-        return torch_update(self, loss)
+        return torch_update(self, self.loss_terms(data)["loss"])
+
+    def test_step(self, data):
+        return tracked(self, self.loss_terms(data))
+
+    @sampler
+    def sample(self, n: int, *, generator: torch.Generator | None = None, prompt: torch.Tensor | None = None,
+               max_new_tokens: int = 200, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+        """n sequences (n, T0 + max_new_tokens) after a prompt (T0,), as GPT.sample, without a KV cache."""
+        prompt = torch.zeros(1, dtype=torch.long) if prompt is None else prompt
+        validate.tensor("prompt", prompt, ndim=1, dtype="int", low=0, high=self.gpt_config.vocab_size - 1)
+        device = self.head.kernel.value.device
+        return generate(self, prompt.expand(n, -1).to(device), max_new_tokens, temperature, top_k,
+                        generator=generator, use_cache=False)
 
 
 def windows(tokens: torch.Tensor, length: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,12 +120,7 @@ def windows(tokens: torch.Tensor, length: int, count: int, seed: int = 0) -> tup
 def evaluate_loss(model: CharGPT, windows_tensor: torch.Tensor, batch_size: int = 64) -> float:
     """Mean next-token cross-entropy (nats) of windows (N, T + 1), without training (lab 01)."""
     validate.tensor("windows", windows_tensor, ndim=2, dtype="int")
-    total, n = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(windows_tensor), batch_size):
-            w = windows_tensor[start:start + batch_size].numpy()
-            logits = model(w[:, :-1], training=False)
-            loss = keras.losses.sparse_categorical_crossentropy(w[:, 1:], logits, from_logits=True)
-            total += float(ops.sum(loss))
-            n += loss.shape[0] * loss.shape[1]
-    return total / n
+        nll = torch.cat([-model.log_prob(windows_tensor[i:i + batch_size].to(model.head.kernel.value.device))
+                         for i in range(0, len(windows_tensor), batch_size)])
+    return float(nll.sum()) / (windows_tensor.shape[0] * (windows_tensor.shape[1] - 1))

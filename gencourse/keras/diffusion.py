@@ -18,8 +18,9 @@ import torch
 from keras import layers, ops
 
 from .. import validate
-from . import torch_update
-from ..diffusion import DiffusionConfig, NoiseSchedule, clip_noise
+from ..contract import sampler
+from ..diffusion import DiffusionConfig, NoiseSchedule, draw_normal, reverse_process
+from . import torch_update, tracked
 
 
 def sinusoidal(t, dim: int, max_period: float = 10_000.0):
@@ -33,13 +34,15 @@ def sinusoidal(t, dim: int, max_period: float = 10_000.0):
 class KerasDiffusion(keras.Model):
     """Noise prediction with a residual MLP, trained by `fit(images)` with a custom train_step (lab 02).
 
-    Images (N, *config.shape) in [0, 1]; `sample(n, steps)` runs DDIM with the shared schedule.
+    Images (N, *config.shape) in [0, 1]; `sample(n, steps=...)` runs DDIM with the shared schedule
+    and the same sampling loop as the PyTorch model (`gencourse.diffusion.reverse_process`).
     """
+
+    likelihood = None
 
     def __init__(self, config: DiffusionConfig, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(config, DiffusionConfig):
-            raise TypeError(f"config must be a gencourse.diffusion.DiffusionConfig, got {type(config).__name__}")
+        validate.instance("config", config, DiffusionConfig)
         if config.num_classes:
             raise ValueError("the Keras version is unconditional: leave config.num_classes as None")
         self.config = config
@@ -66,28 +69,33 @@ class KerasDiffusion(keras.Model):
     def metrics(self):
         return [self.loss_tracker]
 
-    def train_step(self, data):
+    def loss_terms(self, data) -> dict:
+        """{"loss": the noise-prediction error} of a batch of images (B, *shape) in [0, 1]."""
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        x0 = 2 * x.reshape(len(x), -1) - 1 if self.config.rescale else x.reshape(len(x), -1)
+        x = torch.as_tensor(x)
+        x0 = x.reshape(len(x), -1)
+        x0 = 2 * x0 - 1 if self.config.rescale else x0
         t = torch.randint(0, self.schedule.timesteps, (len(x0),), device=x0.device)
         eps = torch.randn_like(x0)
         xt = self.schedule.add_noise(x0, eps, t)
+        return {"loss": ops.mean(ops.square(self((xt, t)) - eps))}
 
-        self.zero_grad()
-        loss = ops.mean(ops.square(self((xt, t), training=True) - eps))
-        return torch_update(self, loss)
+    def train_step(self, data):
+        self.zero_grad()                                     # torch-style: clear, forward, backward, apply
+        return torch_update(self, self.loss_terms(data)["loss"])
 
-    @torch.no_grad()
-    def sample(self, n: int, steps: int = 20, generator: torch.Generator | None = None) -> torch.Tensor:
+    def test_step(self, data):
+        return tracked(self, self.loss_terms(data))
+
+    def predict_noise(self, xt: torch.Tensor, t: int) -> torch.Tensor:
+        """eps_pred at step t for flattened xt (B, dim), clipped as DiffusionModel.predict_noise."""
+        eps_pred = self((xt, torch.full((len(xt),), t, device=xt.device)), training=False)
+        return eps_pred if self.config.clip is None else self.schedule.clip_noise(xt, eps_pred, t, self.config.clip)
+
+    @sampler
+    def sample(self, n: int, *, generator: torch.Generator | None = None, steps: int = 20) -> torch.Tensor:
         """n images (n, *shape) in [0, 1] by deterministic DDIM in `steps` steps (lab 02)."""
-        validate.positive_int("n", n)
-        device = self.out.kernel.value.device
-        x = torch.randn((n, self.dim), generator=generator).to(device)
-        ts = self.schedule.ddim_timesteps(steps)
-        for t, t_prev in zip(ts, ts[1:] + [-1]):
-            eps_pred = self((x, torch.full((n,), t, device=device)), training=False)
-            if self.config.clip is not None:  # keep the implied x0 in range, as DiffusionModel.predict_noise
-                eps_pred = clip_noise(self.schedule, x, eps_pred, t, self.config.clip)
-            x = self.schedule.ddim_step(eps_pred, t, t_prev, x)
+        x = draw_normal((n, self.dim), generator).to(self.out.kernel.value.device)
+        *_, x = reverse_process(self, x, steps=steps, generator=generator)   # every state; keep the last
         x = x.view(n, *self.config.shape)
         return ((x + 1) / 2).clamp(0, 1) if self.config.rescale else x

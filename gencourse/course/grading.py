@@ -49,7 +49,7 @@ from pathlib import Path
 
 import nbformat
 
-from gencourse import labs
+from gencourse.course import labs
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_MISSING, EXIT_NOT_JSON, EXIT_NOT_NOTEBOOK, EXIT_UNKNOWN_LAB, EXIT_INTERNAL = 3, 4, 5, 6, 7
@@ -101,7 +101,7 @@ class NotebookReport:
 
 def load_manifest(path=None):
     """The check manifest: lab stem -> {check id -> {sha256, points, exercise}}."""
-    path = Path(path) if path else Path(__file__).parent / "checks" / "manifest.json"
+    path = Path(path) if path else Path(__file__).parents[1] / "checks" / "manifest.json"
     if not path.is_file():
         raise RuntimeError(f"no check manifest at {path} (`gencourse labs` writes it)")
     return json.loads(path.read_text(encoding="utf-8"))
@@ -177,7 +177,7 @@ def prepared_copy(nb, folder):
 
 def pytest_command(path, results, cell_timeout, timeout):
     """The pytest command line that runs one notebook under nbval and our plugin."""
-    return [sys.executable, "-m", "pytest", "-p", "nbval.plugin", "-p", "gencourse.grade_plugin",
+    return [sys.executable, "-m", "pytest", "-p", "nbval.plugin", "-p", "gencourse.course.grade_plugin",
             "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
             f"--nbval-cell-timeout={cell_timeout}", f"--nbval-kernel-startup-timeout={KERNEL_STARTUP}",
             f"--gencourse-results={results}", f"--gencourse-timeout={timeout}",

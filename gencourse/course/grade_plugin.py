@@ -1,6 +1,6 @@
 """pytest plugin for `gencourse grade`: records what happened to each notebook cell.
 
-`gencourse grade` (grading.py) runs `pytest --nbval-lax -p gencourse.grade_plugin`
+`gencourse grade` (grading.py) runs `pytest --nbval-lax -p gencourse.course.grade_plugin`
 on a copy of one notebook. nbval makes one test item per code cell and runs
 them in one kernel; this plugin appends one JSON line per cell to the file
 named by `--gencourse-results`:

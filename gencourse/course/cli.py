@@ -1,7 +1,7 @@
 """The `gencourse` command: `labs`, `grade` and `workflow`.
 
     gencourse labs [--root DIR] [--check]      labs/ and the check manifest from solutions/
-    gencourse grade NOTEBOOK... [options]      score lab notebooks (see grading.py)
+    gencourse grade NOTEBOOK... [options]      score lab notebooks (see course/grading.py)
     gencourse workflow                         print a GitHub Actions workflow for learners' repos
     gencourse execute SOLUTION...              maintainers: re-run solutions, storing their outputs
 """
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from gencourse import grading, labs
+from gencourse.course import grading, labs
 
 GRADE_DESCRIPTION = """\
 Run each notebook with nbval (lax mode) on a copy in a temporary folder (your
