@@ -180,10 +180,18 @@ def _swiss_roll(n: int, g: torch.Generator) -> torch.Tensor:
     return points + 0.1 * torch.randn(n, 2, generator=g)
 
 
+RING_RADIUS, RING_STD = 2.5, 0.2   # 'eight_gaussians': eight modes on a circle, each this wide
+
+
+def ring_modes() -> torch.Tensor:
+    """The eight centres (8, 2) of 'eight_gaussians', every 45 degrees on a circle of radius 2.5 (lab 03)."""
+    k = torch.arange(8).float()
+    return RING_RADIUS * torch.stack([torch.cos(k * math.pi / 4), torch.sin(k * math.pi / 4)], dim=1)
+
+
 def _eight_gaussians(n: int, g: torch.Generator) -> torch.Tensor:
-    k = torch.randint(0, 8, (n,), generator=g).float()
-    centers = 2.5 * torch.stack([torch.cos(k * math.pi / 4), torch.sin(k * math.pi / 4)], dim=1)
-    return centers + 0.2 * torch.randn(n, 2, generator=g)
+    k = torch.randint(0, 8, (n,), generator=g)
+    return ring_modes()[k] + RING_STD * torch.randn(n, 2, generator=g)
 
 
 def _checkerboard(n: int, g: torch.Generator) -> torch.Tensor:

@@ -288,6 +288,43 @@ def nearest_distance(points: torch.Tensor, reference: torch.Tensor) -> float:
     return torch.cdist(points.detach().cpu(), reference.detach().cpu()).min(dim=1).values.mean().item()
 
 
+@dataclass
+class ModeCoverage:
+    modes: int               # modes that received at least min_share of the samples
+    of: int                  # modes there are
+    fraction: float          # share of the samples within `within` standard deviations of some mode
+    counts: list[int]        # samples near each mode
+
+    def __str__(self) -> str:
+        return f"{self.modes} of {self.of} modes covered, {self.fraction:.0%} of samples near a mode"
+
+
+def mode_coverage(points: torch.Tensor, modes: torch.Tensor, std: float, within: float = 3.0,
+                  min_share: float = 0.025) -> ModeCoverage:
+    """How many modes of a mixture a sampler reaches, and how many samples are near one (lab 03).
+
+    A sample is near mode k when it lies within `within` standard deviations of
+    its centre; a mode is covered when at least `min_share` of all samples are
+    near it (a fifth of its fair share for eight modes). A collapsed GAN covers
+    few modes, however good each sample looks; a blurry one has few samples near any.
+    Points (N, 2), modes (K, 2).
+    """
+    validate.tensor("points", points, ndim=2, dtype="float")
+    validate.tensor("modes", modes, dtype="float", shape=(None, points.shape[1]))
+    if not std > 0 or not within > 0:
+        raise ValueError(f"std and within must be > 0, got std={std}, within={within}")
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must lie in (0, 1] (a share of all samples), got {min_share}")
+    if len(points) == 0:
+        raise ValueError("points must hold at least one sample")
+    distance = torch.cdist(points.detach().cpu().float(), modes.cpu().float())   # (N, K)
+    nearest = distance.min(dim=1)
+    near = nearest.values <= within * std
+    counts = torch.bincount(nearest.indices[near], minlength=len(modes))
+    covered = int((counts >= min_share * len(points)).sum())
+    return ModeCoverage(covered, len(modes), float(near.float().mean()), counts.tolist())
+
+
 # ----------------------------------------------------------------------------- speed
 
 def sampling_latency(fn, n: int, warmup: int = 1, repeats: int = 3) -> float:

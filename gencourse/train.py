@@ -266,14 +266,18 @@ def _train_step(model, batch, optimizers, config: TrainConfig) -> dict[str, floa
     return _floats(out)
 
 
-def fit(model: torch.nn.Module, data, config: TrainConfig | None = None, val_data=None) -> History:
+def fit(model: torch.nn.Module, data, config: TrainConfig | None = None, val_data=None, hook=None) -> History:
     """Train `model` on `data` for config.steps steps; return the History (lab 00).
 
     data: a Dataset or a tensor of examples; batches go to the model's device.
     With val_data and config.eval_every, the model's validation values are
     recorded as "val_<name>". With config.ema_decay, the averaged weights (of
-    `ema_module(model)`) are loaded into the model at the end.
+    `ema_module(model)`) are loaded into the model at the end. The one hook,
+    `hook(step, model, logs)`, runs after every update (step counts from 1):
+    chapter 3 uses it to take snapshots of a GAN during training.
     """
+    if hook is not None and not callable(hook):
+        raise TypeError(f"hook must be a function hook(step, model, logs) or None, got {type(hook).__name__}")
     config = _check_fit_args(model, config)
     score = _validation_fn(model)
     if val_data is not None and config.eval_every and score is None:
@@ -300,6 +304,8 @@ def fit(model: torch.nn.Module, data, config: TrainConfig | None = None, val_dat
         if ema:
             ema.update(averaged)
         history.log(logs)
+        if hook is not None:
+            hook(i + 1, model, logs)
         if validating and ((i + 1) % config.eval_every == 0 or i + 1 == config.steps):
             history.eval_steps.append(i + 1)
             values = evaluate_loss(model, val_data, config.batch_size, config.eval_batches)
