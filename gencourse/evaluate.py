@@ -295,6 +295,9 @@ class ModeCoverage:
     fraction: float          # share of the samples within `within` standard deviations of some mode
     counts: list[int]        # samples near each mode
 
+    def __iter__(self):  # unpacks as (modes, fraction), the pair that lab 03's exercise returns
+        return iter((self.modes, self.fraction))
+
     def __str__(self) -> str:
         return f"{self.modes} of {self.of} modes covered, {self.fraction:.0%} of samples near a mode"
 

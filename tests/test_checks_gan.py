@@ -295,7 +295,7 @@ def test_a_crash_in_the_learners_code_becomes_a_message():
 
 def test_use_returns_the_learners_function_when_it_passes(capsys):
     assert use(checks.generator_loss, generator_loss, gan.generator_loss, "generator loss") is generator_loss
-    assert capsys.readouterr().out == "\u2713 the lab trains with your generator loss\n"   # the check's line is hidden
+    assert capsys.readouterr().out == "\u2713 from here on the lab uses your generator loss\n"   # the check's line is hidden
 
 
 def test_use_falls_back_to_the_reference_and_names_it(capsys):

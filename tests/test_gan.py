@@ -316,3 +316,15 @@ def test_keras_gan_uses_the_shared_losses():
     assert out["loss"].item() == pytest.approx(G.discriminator_loss(real_logits, fake_logits).item(), rel=1e-5)
     assert out["g_loss"].item() == pytest.approx(G.generator_loss(fake_logits).item(), rel=1e-5)
     assert torch.equal(m.sample(3, generator=_g(2)), m(draw_normal((3, 4), _g(2)), training=False))
+
+
+def test_full_preset_code_path_on_tiny_sizes():
+    """The full profile's MNIST DCGAN (28x28), shrunk: it builds, trains a step and samples on the CPU."""
+    config = G.GANConfig.full(base=4, latent_dim=8)
+    assert (config.shape, config.network) == ((1, 28, 28), "dcgan")
+    model = G.GAN(config)
+    x = torch.rand(6, 1, 28, 28)
+    history = train.fit(model, x, train.TrainConfig(steps=2, batch_size=3, progress=False))
+    assert len(history["d_loss"]) == 2
+    samples = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1

@@ -185,5 +185,5 @@ def use(check, mine, reference, what: str):
         print(f"\u2717 your {what} does not pass its check yet, so the lab uses the package's reference: "
               f"{module}.{name}")
         return reference
-    print(f"\u2713 the lab trains with your {what}")
+    print(f"\u2713 from here on the lab uses your {what}")
     return mine
