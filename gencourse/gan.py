@@ -55,6 +55,18 @@ class GANConfig:
     betas: tuple = (0.5, 0.999)      # Adam's betas for both players (DCGAN's beta1 = 0.5)
     rescale: bool = True             # images in [0, 1] become [-1, 1] inside; False for 2-D points
 
+    def __post_init__(self):
+        validate.choice("config.network", self.network, NETWORKS)
+        validate.choice("config.loss", self.loss, LOSSES)
+        for name in ("latent_dim", "hidden", "depth", "base"):
+            validate.positive_int(f"config.{name}", getattr(self, name))
+        if self.r1 < 0:
+            raise ValueError(f"config.r1 must be >= 0 (0: no penalty), got {self.r1}")
+        shape = tuple(self.shape)
+        if self.network == "dcgan" and (len(shape) != 3 or shape[1] != shape[2] or shape[1] % 4):
+            raise ValueError(f"config.shape must be square images whose side divides by 4 for the DCGAN "
+                             f"networks (e.g. (1, 8, 8) or (1, 28, 28)), got {shape}")
+
     @classmethod
     def fast(cls, **changes) -> "GANConfig":
         """8x8 digits (64 numbers: MLPs suffice), hinge loss and R1: about 20 s on a laptop CPU (lab 03)."""
@@ -209,12 +221,8 @@ class DCGANDiscriminator(nn.Module):
 
 def make_networks(config: GANConfig) -> tuple[nn.Module, nn.Module]:
     """The generator and discriminator a config asks for (chapter 3)."""
-    validate.choice("config.network", config.network, NETWORKS)
     if config.network == "mlp":
         return MLPGenerator(config), MLPDiscriminator(config)
-    if len(config.shape) != 3 or config.shape[1] != config.shape[2] or config.shape[1] % 4:
-        raise ValueError(f"config.shape must be square images whose side divides by 4 for the DCGAN networks "
-                         f"(e.g. (1, 8, 8) or (1, 28, 28)), got {config.shape}")
     return DCGANGenerator(config), DCGANDiscriminator(config)
 
 
@@ -234,11 +242,7 @@ class GAN(nn.Module):
 
     def __init__(self, config: GANConfig):
         super().__init__()
-        self.config = validate.instance("config", config, GANConfig)
-        validate.choice("config.loss", config.loss, LOSSES)
-        validate.positive_int("config.latent_dim", config.latent_dim)
-        if config.r1 < 0:
-            raise ValueError(f"config.r1 must be >= 0 (0: no penalty), got {config.r1}")
+        self.config = validate.instance("config", config, GANConfig)   # its fields are checked when it is made
         self.shape = tuple(config.shape)
         self.generator, self.discriminator = make_networks(config)
         # The parts of the game, swappable: lab 03 plugs in the learner's versions once they pass their checks.

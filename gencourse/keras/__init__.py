@@ -15,18 +15,23 @@ if "keras" in sys.modules and sys.modules["keras"].backend.backend() != "torch":
 os.environ["KERAS_BACKEND"] = "torch"
 
 
+def apply_gradients(optimizer, loss, weights: list) -> None:
+    """Backpropagate `loss` and let a Keras optimizer update `weights` (only those) with their
+    torch gradients: the core of a torch-style custom `train_step` (lab 02)."""
+    import torch
+
+    loss.backward()
+    with torch.no_grad():
+        optimizer.apply([w.value.grad for w in weights], weights)
+
+
 def torch_update(model, loss) -> dict:
     """The end of a torch-style custom `train_step` (after `model.zero_grad()` and the forward pass):
     backpropagate `loss`, let the Keras optimizer apply the gradients, and track the mean loss.
 
     The model needs a `loss_tracker` (a keras.metrics.Mean) listed in its `metrics`.
     """
-    import torch
-
-    loss.backward()
-    weights = model.trainable_weights
-    with torch.no_grad():
-        model.optimizer.apply([w.value.grad for w in weights], weights)
+    apply_gradients(model.optimizer, loss, model.trainable_weights)
     model.loss_tracker.update_state(loss)
     return {"loss": model.loss_tracker.result()}
 

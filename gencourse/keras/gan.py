@@ -23,8 +23,8 @@ from keras import layers
 from .. import validate
 from ..contract import sampler
 from ..diffusion import draw_normal
-from ..gan import LOSSES, GANConfig, discriminator_loss, generator_loss, r1_penalty
-from . import tracked
+from ..gan import GANConfig, discriminator_loss, generator_loss, r1_penalty
+from . import apply_gradients, tracked
 
 CF = "channels_first"   # (N, C, H, W), as torch and the rest of the course
 
@@ -55,13 +55,6 @@ def make_discriminator(config: GANConfig) -> keras.Sequential:
     ], name="discriminator")
 
 
-def apply_gradients(optimizer, loss: torch.Tensor, weights: list) -> None:
-    """Backpropagate `loss` and let a Keras optimizer update `weights` only (as `torch_update`)."""
-    loss.backward()
-    with torch.no_grad():
-        optimizer.apply([w.value.grad for w in weights], weights)
-
-
 class KerasGAN(keras.Model):
     """A DCGAN trained by `fit(images)` with a custom train_step: one D step, then one G step (lab 03).
 
@@ -77,18 +70,11 @@ class KerasGAN(keras.Model):
 
     def __init__(self, config: GANConfig, **kwargs):
         super().__init__(**kwargs)
-        validate.instance("config", config, GANConfig)
-        validate.choice("config.loss", config.loss, LOSSES)
-        validate.positive_int("config.latent_dim", config.latent_dim)
+        validate.instance("config", config, GANConfig)               # its fields are checked when it is made
         if config.network != "dcgan":
             raise ValueError(f"the Keras GAN is the DCGAN: set config.network='dcgan', got {config.network!r}")
         if config.num_classes:
             raise ValueError("the Keras version is unconditional: leave config.num_classes as None")
-        shape = tuple(config.shape)
-        if len(shape) != 3 or shape[1] != shape[2] or shape[1] % 4:
-            raise ValueError(f"the DCGAN networks need square images whose side divides by 4, got {shape}")
-        if config.r1 < 0:
-            raise ValueError(f"config.r1 must be >= 0 (0: no penalty), got {config.r1}")
         self.config = config
         self.generator = make_generator(config)
         self.discriminator = make_discriminator(config)
