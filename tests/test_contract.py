@@ -55,6 +55,11 @@ def _keras_diffusion():
     return kd.KerasDiffusion(diffusion.DiffusionConfig.fast(hidden=64, depth=1, timesteps=20))
 
 
+def _keras_gan():
+    from gencourse.keras import gan as kg
+    return kg.KerasGAN(gan.GANConfig.fast(network="dcgan", base=8, r1=1.0))
+
+
 @dataclass
 class Model:
     name: str
@@ -109,9 +114,8 @@ MODELS = [
     Model("keras_char_gpt", _keras_gpt, lambda: (_windows()[:, :-1], _windows()[:, 1:]), (6,),
           dict(prompt=torch.tensor([1, 2]), max_new_tokens=4), tokens=True, low_high=(0, 6), keras=True),
     Model("keras_diffusion", _keras_diffusion, _digits, (1, 8, 8), dict(steps=4), keras=True, ratio=0.7),
-    Model("keras_dcgan", lambda: __import__("gencourse.keras.gan", fromlist=["KerasGAN"]).KerasGAN(
-          gan.GANConfig.fast(network="dcgan", base=8, r1=1.0)), _digits, (1, 8, 8), lr=1e-2,
-          score=_distance_to_batch, ratio=0.8, keras=True),
+    Model("keras_dcgan", _keras_gan, _digits, (1, 8, 8), lr=1e-2, score=_distance_to_batch, ratio=0.8,
+          keras=True),
 ]
 IDS = [m.name for m in MODELS]
 
