@@ -76,6 +76,12 @@ class DiffusionConfig:
         """2-D points (the swiss roll of lab 02): a small MLP, no rescaling."""
         return cls(**{**dict(shape=(2,), timesteps=200, hidden=128, depth=3, emb_dim=32, rescale=False, clip=None), **changes})
 
+    @classmethod
+    def latent(cls, dim: int, **changes):
+        """Vectors of `dim` numbers: an autoencoder's latents (latent diffusion, chapter 4), no rescaling."""
+        validate.positive_int("dim", dim)
+        return cls(**{**dict(shape=(dim,), hidden=256, depth=3, rescale=False, clip=None), **changes})
+
 
 def draw_normal(shape, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise drawn where the generator lives (the CPU by default), so that
