@@ -375,8 +375,9 @@ def fit_or_load(name: str, make_model, data, config: TrainConfig, val_data=None)
     The file lives in `runtime.cache_dir()/models` and loads with weights_only=True; an unreadable
     file is trained again. Chapters and the closing comparison share models through the name.
     """
-    if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"name must be a non-empty string of letters, digits, '-' and '_', got {name!r}")
+    if not isinstance(name, str) or not name.strip(".") or not name.replace("-", "").replace("_", "").replace(
+            ".", "").isalnum():
+        raise ValueError(f"name must be a non-empty string of letters, digits, '-', '_' and '.', got {name!r}")
     if not callable(make_model) or isinstance(make_model, torch.nn.Module):
         raise TypeError("make_model must be a function that returns an untrained model, e.g. lambda: GPT(config), "
                         f"not {type(make_model).__name__}")

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import autoregressive as ar
-from . import diffusion, validate
+from . import diffusion, train, validate
 from . import nn as gnn
 from .contract import evaluating, sampler
 from .data import unpack
@@ -83,9 +83,9 @@ class VAEConfig:
 class VQVAEConfig:
     shape: tuple = (1, 8, 8)         # square images (C, S, S) in [0, 1]
     codes: int = 32                  # codebook size: the tokens' vocabulary
-    code_dim: int = 16               # size of each codebook vector
+    code_dim: int = 8                # size of each codebook vector
     downsample: int = 1              # halvings of the side: 8 -> a 4x4 grid of codes; 28 (2) -> 7x7
-    base: int = 64                   # conv channels
+    base: int = 32                   # conv channels
     commitment: float = 0.25         # weight of ||z_e - sg[z_q]||^2 (van den Oord et al. use 0.25)
 
     def __post_init__(self):
@@ -146,7 +146,25 @@ def normal_log_prob(z: torch.Tensor, mu: torch.Tensor | None = None, logvar: tor
     """log N(z; mu, diag(exp(logvar))) summed over the last dimension; N(0, I) when mu is None (chapter 4)."""
     if mu is None:
         return -0.5 * (z.square() + LOG_2PI).sum(dim=-1)
+    if logvar is None:
+        raise ValueError("normal_log_prob needs both mu and logvar (or neither, for the standard normal)")
     return -0.5 * ((z - mu).square() / logvar.exp() + logvar + LOG_2PI).sum(dim=-1)
+
+
+def decoder_log_likelihood(kind: str, x: torch.Tensor, out: torch.Tensor, log_scale: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """log p(x|z) per example (B,), summed over the data's dimensions, from the decoder's output `out`
+    at z (chapter 4): logits for kind 'bernoulli', means for 'gaussian' (with log sigma `log_scale`).
+
+    Bernoulli: x log p + (1 - x) log(1 - p) with p = sigmoid(logits) (grey
+    pixels in [0, 1] are accepted as soft targets); Gaussian: log N(x; mean, sigma^2).
+    """
+    validate.choice("kind", kind, DECODERS)
+    if kind == "bernoulli":
+        ll = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    else:
+        ll = -0.5 * ((x - out).square() * torch.exp(-2 * log_scale) + 2 * log_scale + LOG_2PI)
+    return ll.flatten(1).sum(dim=1)
 
 
 def negative_elbo(model: "VAE", x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
@@ -166,25 +184,27 @@ def negative_elbo(model: "VAE", x: torch.Tensor, beta: float = 1.0) -> dict[str,
     return {"loss": recon + beta * kl, "recon": recon, "kl": kl, "nll": recon + kl}
 
 
-def log_weights(model: "VAE", x: torch.Tensor, k: int, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-    """log p(x, z_k) - log q(z_k|x) for K samples z_k ~ q(z|x) per example: (K, B) (chapter 4)."""
+def log_weights(model: "VAE", x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """log p(x, z_k) - log q(z_k|x) for K samples z_k = mu + sigma * eps_k per example: (K, B) (chapter 4).
+
+    eps (K, B, latent_dim) ~ N(0, I), drawn by the caller.
+    """
     mu, logvar = model.encode(x)
-    eps = draw_normal((k, *mu.shape), generator).to(mu)
     z = reparameterize(mu, logvar, eps)                                          # (K, B, D)
+    k = len(eps)
     log_px_z = model.log_likelihood(x.unsqueeze(0).expand(k, *x.shape).flatten(0, 1), z.flatten(0, 1))
     return log_px_z.view(k, len(x)) + normal_log_prob(z) - normal_log_prob(z, mu, logvar)
 
 
-def iw_bound(model: "VAE", x: torch.Tensor, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def iw_bound(model: "VAE", x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """The importance-weighted bound (Burda et al., 2016) per example, in nats: (B,) (lab 04).
 
-    log (1/K) sum_k p(x, z_k) / q(z_k|x), computed stably as
-    logsumexp of the log-weights minus log K. K = 1 is the ELBO; it rises
+    With K = len(eps) samples z_k = mu + sigma * eps_k of q(z|x) (eps: (K, B, latent_dim)),
+    log (1/K) sum_k p(x, z_k) / q(z_k|x), computed stably as the logsumexp
+    over k of the log-weights minus log K. K = 1 is the ELBO; it rises
     towards log p(x) as K grows.
     """
-    validate.positive_int("k", k)
-    return torch.logsumexp(log_weights(model, x, k, generator), dim=0) - math.log(k)
+    return torch.logsumexp(log_weights(model, x, eps), dim=0) - math.log(len(eps))
 
 
 def vector_quantize(z_e: torch.Tensor, codebook: torch.Tensor
@@ -319,29 +339,25 @@ class VAE(nn.Module):
         return out.clamp(0, 1) if len(self.shape) == 3 else out
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) per example, summed over the data's dimensions: (B,) (chapter 4).
-
-        Bernoulli: x log p + (1 - x) log(1 - p) with p = sigmoid(logits) (grey
-        pixels in [0, 1] are accepted as soft targets); Gaussian: log N(x; mean, sigma^2).
-        """
-        out = self.decoder(z)
-        if self.config.decoder == "bernoulli":
-            ll = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
-        else:
-            ll = -0.5 * ((x - out).square() * torch.exp(-2 * self.log_scale) + 2 * self.log_scale + LOG_2PI)
-        return ll.flatten(1).sum(dim=1)
+        """log p(x|z) per example, summed over the data's dimensions: (B,) (chapter 4); the formulas
+        are `decoder_log_likelihood`'s, which the Keras VAE shares."""
+        return decoder_log_likelihood(self.config.decoder, x, self.decoder(z), self.log_scale)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         x, _ = unpack(batch)
         return self.objective(self, self._x(x), self.config.beta)
 
+    @torch.no_grad()
     def log_prob(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
                  chunk: int = 64) -> torch.Tensor:
         """A lower bound on log p(x) per example (B,), in nats: the K-sample importance-weighted bound,
-        K = config.iw_samples unless given; `chunk` examples at a time to bound the memory (chapter 4)."""
+        K = config.iw_samples unless given; `chunk` examples at a time to bound the memory (chapter 4).
+        For evaluation, without gradients (K decoder passes per example); train on `iw_bound` itself."""
         x = self._x(x)
         k = validate.positive_int("k", k if k is not None else self.config.iw_samples)
-        return torch.cat([iw_bound(self, part, k, generator) for part in x.split(chunk)])
+        d = self.config.latent_dim
+        return torch.cat([iw_bound(self, part, draw_normal((k, len(part), d), generator).to(part))
+                          for part in x.split(chunk)])
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z ~ N(0, I): (n, latent_dim) on the model's device."""
@@ -440,7 +456,9 @@ class VQVAE(nn.Module):
         self.usage.mul_(decay).add_((1 - decay) * share)
         dead = self.usage < 0.03 / self.config.codes
         if dead.any():
-            pick = torch.randint(len(vectors), (int(dead.sum()),), device=vectors.device)
+            n = int(dead.sum())
+            pick = (torch.randperm(len(vectors), device=vectors.device)[:n] if n <= len(vectors)
+                    else torch.randint(len(vectors), (n,), device=vectors.device))   # distinct where possible
             self.codebook[dead] = vectors[pick]
             self.usage[dead] = 1.0 / self.config.codes
 
@@ -553,26 +571,31 @@ class LatentDiffusion(nn.Module):
     pixel space); `diffusion.DiffusionModel` learns those vectors; a sample
     is a diffusion sample, times scale, through the decoder's mean. The
     denoiser works on latent_dim numbers instead of the image's pixels.
+    `denoiser`: a `DiffusionConfig` (a new model, trained by `train.fit` on
+    images through `loss`) or a `DiffusionModel` already trained on the
+    scaled latents (as `fit_latent_diffusion` returns).
     """
 
     likelihood = None
 
-    def __init__(self, vae: VAE, config: diffusion.DiffusionConfig, scale: float | torch.Tensor = 1.0):
+    def __init__(self, vae: VAE, denoiser: diffusion.DiffusionConfig | diffusion.DiffusionModel,
+                 scale: float | torch.Tensor = 1.0):
         super().__init__()
         validate.instance("vae", vae, VAE)
-        validate.instance("config", config, diffusion.DiffusionConfig)
-        if tuple(config.shape) != (vae.config.latent_dim,):
-            raise ValueError(f"config.shape must be the VAE's latent, ({vae.config.latent_dim},), got {config.shape}"
-                             f": use diffusion.DiffusionConfig.latent({vae.config.latent_dim})")
+        if isinstance(denoiser, diffusion.DiffusionConfig):
+            denoiser = diffusion.DiffusionModel(denoiser)          # new and untrained
+        validate.instance("denoiser", denoiser, diffusion.DiffusionModel)
+        if tuple(denoiser.shape) != (vae.config.latent_dim,):
+            raise ValueError(f"the diffusion model's shape must be the VAE's latent, ({vae.config.latent_dim},), got "
+                             f"{denoiser.shape}: use diffusion.DiffusionConfig.latent({vae.config.latent_dim})")
         self.vae = freeze(vae)
-        self.diffusion = diffusion.DiffusionModel(config)
-        self.config = config
+        self.diffusion = denoiser
+        self.config = denoiser.config
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32).clone())
 
     def to_latent(self, x: torch.Tensor) -> torch.Tensor:
         """Images -> scaled latents (B, latent_dim): the encoder's mean over `scale` (no gradient)."""
-        with evaluating(self.vae):
-            return self.vae.encode(self.vae._x(x))[0] / self.scale
+        return encoder_means(self.vae, x) / self.scale
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         x, _ = unpack(batch)
@@ -585,8 +608,31 @@ class LatentDiffusion(nn.Module):
         return self.vae.decode(self.diffusion.sample(n, generator=generator, steps=steps) * self.scale)
 
 
+def encoder_means(vae: VAE, x: torch.Tensor) -> torch.Tensor:
+    """mu(x), the encoder's means (B, latent_dim), in eval mode without gradients (chapter 4)."""
+    with evaluating(vae):
+        return vae.encode(vae._x(x).to(vae.device))[0]
+
+
 def latent_scale(vae: VAE, x: torch.Tensor) -> torch.Tensor:
     """The standard deviation of the encoder's means over images x: the scale `LatentDiffusion` divides
     by (Rombach et al. rescale their latents the same way) (chapter 4)."""
-    with evaluating(vae):
-        return vae.encode(vae._x(x).to(vae.device))[0].std()
+    return encoder_means(vae, x).std()
+
+
+def fit_latent_diffusion(vae: VAE, images: torch.Tensor, config: diffusion.DiffusionConfig, budget
+                         ) -> tuple[diffusion.DiffusionModel, torch.Tensor]:
+    """Latent diffusion from the pieces (lab 04): freeze the VAE, encode every image to its encoder mean,
+    divide by the latents' standard deviation `scale`, and train a `DiffusionModel(config)` on those
+    vectors with `train.fit(model, latents, budget)`. Returns (the trained model, scale);
+    `LatentDiffusion(vae, model, scale)` then samples images from it."""
+    validate.instance("config", config, diffusion.DiffusionConfig)
+    if tuple(config.shape) != (vae.config.latent_dim,):
+        raise ValueError(f"config.shape must be the VAE's latent, ({vae.config.latent_dim},), got {config.shape}: "
+                         f"use diffusion.DiffusionConfig.latent({vae.config.latent_dim})")
+    freeze(vae)
+    mu = encoder_means(vae, images)
+    scale = mu.std()
+    model = diffusion.DiffusionModel(config).to(vae.device)
+    train.fit(model, mu / scale, budget)
+    return model, scale
