@@ -413,3 +413,28 @@ def test_keras_vae_learns_the_digits_and_trains_its_decoder_scale(digits):
     g.fit(x_train[:64].numpy(), batch_size=32, epochs=1, verbose=0)
     assert (g.log_scale.numpy() != scale).all(), "the Gaussian decoder's log sigma is a trained weight"
 
+
+
+def test_full_presets_code_path_on_tiny_sizes():
+    """The full profile's MNIST models (28x28), shrunk: the conv VAE, the VQ-VAE's 7x7 grid with its code
+    prior, and latent diffusion on the conv VAE each build, train a step and sample on the CPU."""
+    x = torch.rand(6, 1, 28, 28)
+    budget = train.TrainConfig(steps=2, batch_size=3, progress=False)
+    conv = V.VAE(V.VAEConfig.full(base=4, latent_dim=4, iw_samples=3))
+    assert (conv.config.shape, conv.config.network) == ((1, 28, 28), "conv")
+    train.fit(conv, x, budget)
+    assert conv.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
+    assert conv.log_prob(x[:2]).shape == (2,)
+    vq = V.VQVAE(V.VQVAEConfig.full(codes=8, code_dim=4, base=4))
+    assert vq.config.grid == 7
+    train.fit(vq, x, budget)
+    codes = vq.encode(x)
+    assert codes.shape == (6, 7, 7)
+    prior = V.CodePrior(vq, ar.ImageARConfig(n_layer=1, n_head=2, n_embd=8))
+    train.fit(prior, codes, budget)
+    assert prior.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 28, 28)
+    model, scale = V.fit_latent_diffusion(conv, x, D.DiffusionConfig.latent(4, hidden=8, timesteps=5),
+                                            budget)
+    latent = V.LatentDiffusion(conv, model, scale)
+    samples = latent.sample(2, generator=torch.Generator().manual_seed(0), steps=2)
+    assert samples.shape == (2, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
