@@ -229,17 +229,23 @@ def vector_quantize(z_e: torch.Tensor, codebook: torch.Tensor
 
 # ----------------------------------------------------------------------------- the networks
 
-class MLPEncoder(nn.Module):
-    """x (B, *shape) -> (mu, logvar), each (B, latent_dim) (chapter 4)."""
+class GaussianEncoder(nn.Module):
+    """x -> self.net(x) (B, 2 latent_dim), read as (mu, logvar), each (B, latent_dim) (chapter 4)."""
+
+    net: nn.Module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.net(x).chunk(2, dim=1)
+        return mu, logvar
+
+
+class MLPEncoder(GaussianEncoder):
+    """x (B, *shape) -> flattened -> an MLP -> (mu, logvar) (chapter 4)."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.net = nn.Sequential(nn.Flatten(), gnn.MLP(math.prod(config.shape), config.hidden,
                                                        2 * config.latent_dim, config.depth))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.net(x).chunk(2, dim=1)
-        return mu, logvar
 
 
 class MLPDecoder(nn.Module):
@@ -254,7 +260,7 @@ class MLPDecoder(nn.Module):
         return self.net(z).view(len(z), *self.shape)
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(GaussianEncoder):
     """x (C, S, S) -> two strided convolutions -> (mu, logvar) (chapter 4)."""
 
     def __init__(self, config: VAEConfig):
@@ -265,10 +271,6 @@ class ConvEncoder(nn.Module):
             nn.Conv2d(c, b, 4, stride=2, padding=1), nn.SiLU(),              # (b, S/2, S/2)
             nn.Conv2d(b, 2 * b, 4, stride=2, padding=1), nn.SiLU(),          # (2b, S/4, S/4)
             nn.Flatten(), nn.Linear(2 * b * (side // 4) ** 2, 2 * config.latent_dim))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.net(x).chunk(2, dim=1)
-        return mu, logvar
 
 
 class ConvDecoder(nn.Module):
@@ -331,12 +333,8 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's mean for latents z (B, latent_dim): (B, *shape); images are kept in [0, 1]
-        (a Gaussian decoder's mean can stray a little outside)."""
-        out = self.decoder(z)
-        if self.config.decoder == "bernoulli":
-            return torch.sigmoid(out)
-        return out.clamp(0, 1) if len(self.shape) == 3 else out
+        """The decoder's mean for latents z (B, latent_dim): (B, *shape), by `decoder_mean`."""
+        return decoder_mean(self.config, self.decoder(z))
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) per example, summed over the data's dimensions: (B,) (chapter 4); the formulas
@@ -347,17 +345,10 @@ class VAE(nn.Module):
         x, _ = unpack(batch)
         return self.objective(self, self._x(x), self.config.beta)
 
-    @torch.no_grad()
     def log_prob(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
                  chunk: int = 64) -> torch.Tensor:
-        """A lower bound on log p(x) per example (B,), in nats: the K-sample importance-weighted bound,
-        K = config.iw_samples unless given; `chunk` examples at a time to bound the memory (chapter 4).
-        For evaluation, without gradients (K decoder passes per example); train on `iw_bound` itself."""
-        x = self._x(x)
-        k = validate.positive_int("k", k if k is not None else self.config.iw_samples)
-        d = self.config.latent_dim
-        return torch.cat([iw_bound(self, part, draw_normal((k, len(part), d), generator).to(part))
-                          for part in x.split(chunk)])
+        """A lower bound on log p(x) per example (B,), in nats, by `iw_log_prob` (chapter 4)."""
+        return iw_log_prob(self, self._x(x), k, generator, chunk)
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """z ~ N(0, I): (n, latent_dim) on the model's device."""
@@ -373,6 +364,26 @@ class VAE(nn.Module):
         """The decoder's mean at the encoder's mean: what the autoencoder keeps of x (chapter 4)."""
         with evaluating(self):
             return self.decode(self.encode(self._x(x).to(self.device))[0])
+
+
+def decoder_mean(config: VAEConfig, out: torch.Tensor) -> torch.Tensor:
+    """The mean of p(x|z) from the decoder's output: sigmoid of the logits (Bernoulli) or the output
+    itself (Gaussian); images are kept in [0, 1], which a Gaussian mean can stray a little outside."""
+    if config.decoder == "bernoulli":
+        return torch.sigmoid(out)
+    return out.clamp(0, 1) if len(config.shape) == 3 else out
+
+
+@torch.no_grad()
+def iw_log_prob(model, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
+                chunk: int = 64) -> torch.Tensor:
+    """The K-sample importance-weighted bound per example (B,), K = model.config.iw_samples unless given,
+    `chunk` examples at a time to bound the memory; the noise is drawn from `generator` (chapter 4).
+    For evaluation, without gradients (K decoder passes per example); train on `iw_bound` itself."""
+    k = validate.positive_int("k", k if k is not None else model.config.iw_samples)
+    d = model.config.latent_dim
+    return torch.cat([iw_bound(model, part, draw_normal((k, len(part), d), generator).to(part))
+                      for part in x.split(chunk)])
 
 
 def latent_grid(steps: int = 15, quantile: float = 0.95) -> torch.Tensor:

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from weights import gen as _g, same as _same, snapshot as _state
 
 from gencourse import data, evaluate, train
 from gencourse import gan as G
@@ -19,18 +20,6 @@ def tiny(**changes) -> G.GANConfig:
 def model(**changes) -> G.GAN:
     torch.manual_seed(0)
     return G.GAN(tiny(**changes))
-
-
-def _g(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.named_parameters()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _fit(m: G.GAN, x, steps: int = 3, **changes) -> train.History:

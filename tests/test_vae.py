@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from weights import gen as _g, same as _same, snapshot as _state
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from gencourse import autoregressive as ar
@@ -28,18 +29,6 @@ def model(**changes) -> V.VAE:
 def tiny_vq(**changes) -> V.VQVAE:
     torch.manual_seed(0)
     return V.VQVAE(V.VQVAEConfig.fast(**{**dict(codes=8, code_dim=4, base=8), **changes}))
-
-
-def _g(seed: int = 0) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in module.named_parameters()}
-
-
-def _same(a: dict, b: dict) -> bool:
-    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _fit(m, x, steps: int, lr: float = 1e-2, batch_size: int = 64) -> train.History:
@@ -412,7 +401,6 @@ def test_keras_vae_learns_the_digits_and_trains_its_decoder_scale(digits):
     scale = g.log_scale.numpy().copy()
     g.fit(x_train[:64].numpy(), batch_size=32, epochs=1, verbose=0)
     assert (g.log_scale.numpy() != scale).all(), "the Gaussian decoder's log sigma is a trained weight"
-
 
 
 def test_full_presets_code_path_on_tiny_sizes():

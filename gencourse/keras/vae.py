@@ -29,7 +29,7 @@ from keras import layers
 from .. import validate
 from ..contract import evaluating, sampler
 from ..diffusion import draw_normal
-from ..vae import VAEConfig, decoder_log_likelihood, iw_bound, negative_elbo
+from ..vae import VAEConfig, decoder_log_likelihood, decoder_mean, iw_log_prob, negative_elbo
 from . import apply_gradients, tracked
 
 CF = "channels_first"   # (N, C, H, W), as torch and the rest of the course
@@ -118,10 +118,7 @@ class KerasVAE(keras.Model):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The decoder's mean for latents z (B, latent_dim): (B, *shape); images kept in [0, 1]."""
-        out = self.decoder(z)
-        if self.config.decoder == "bernoulli":
-            return torch.sigmoid(out)
-        return out.clamp(0, 1) if len(self.config.shape) == 3 else out
+        return decoder_mean(self.config, self.decoder(z))
 
     def call(self, x, training=None):
         """x (B, *shape) -> the decoder's mean at the encoder's mean."""
@@ -154,11 +151,7 @@ class KerasVAE(keras.Model):
                  chunk: int = 64) -> torch.Tensor:
         """A lower bound on log p(x) per example (B,), in nats: the K-sample importance-weighted bound,
         K = config.iw_samples unless given, as `VAE.log_prob` (chapter 4)."""
-        x = self._x(x)
-        k = validate.positive_int("k", k if k is not None else self.config.iw_samples)
-        d = self.config.latent_dim
-        return torch.cat([iw_bound(self, part, draw_normal((k, len(part), d), generator).to(part))
-                          for part in x.split(chunk)])
+        return iw_log_prob(self, self._x(x), k, generator, chunk)
 
     @sampler
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
