@@ -69,6 +69,24 @@ def dequantize(x: torch.Tensor, levels: int, generator: torch.Generator | None =
     return (k + u) / levels
 
 
+class Dequantized(Dataset):
+    """Discrete images whose every access is dequantised afresh (chapter 5, lab 05): item i is
+    dequantize(x[i], levels), with new noise each time, so a flow trained on it for many epochs
+    never sees the same continuous image twice and cannot put spikes of density on the grid."""
+
+    def __init__(self, images: torch.Tensor, levels: int):
+        validate.tensor("images", images, dtype="float", low=0.0, high=1.0)
+        validate.positive_int("levels", levels)
+        self.images, self.levels = images, levels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        k = (self.images[i] * (self.levels - 1)).round()
+        return (k + torch.rand(k.shape)) / self.levels
+
+
 # ----------------------------------------------------------------------------- images
 
 def _split(x: np.ndarray, y: np.ndarray, split: str, binary: bool, scale: float) -> TensorDataset:
