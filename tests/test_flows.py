@@ -393,3 +393,20 @@ def test_keras_realnvp_learns_two_moons():
     assert samples.shape == (2000, 2) and float(m.log_prob(samples).mean()) > -after - 0.5
     with pytest.raises(ValueError, match="shape"):
         kf.KerasRealNVP(F.FlowConfig.fast())
+
+
+def test_full_preset_code_path_on_tiny_sizes():
+    """The full profile's MNIST flow (28x28, Glow's multi-scale architecture), shrunk: it builds, trains two steps
+    on dequantised images, inverts, scores bits per dimension and samples on the CPU."""
+    config = F.FlowConfig.full(steps=1, hidden=4)
+    assert (config.shape, config.network, config.levels) == ((1, 28, 28), "glow", 2)
+    flow = F.Flow(config)
+    images = (torch.rand(6, 1, 28, 28, generator=_g(3)) * 255).round() / 255
+    train.fit(flow, data.Dequantized(images, 256), train.TrainConfig(steps=2, batch_size=3, progress=False))
+    flow.eval()
+    x = data.dequantize(images, 256, _g(4))
+    z, _ = flow(x)
+    assert z.shape == (6, 784) and (flow.inverse(z) - x).abs().max() < 1e-3
+    assert math.isfinite(F.bits_per_dim(flow, images, 256, _g(5)))
+    samples = flow.sample(2, generator=_g(6), temperature=0.7)
+    assert samples.shape == (2, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
