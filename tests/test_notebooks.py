@@ -44,6 +44,16 @@ def test_cells_parse_and_ignored_outputs_are_followed_by_an_assertion(path):
                 f"{path.name}: the cell after an ignored output must assert its figures:\n{cell.source[:200]}")
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_store_the_outputs_nbval_compares(path):
+    """A solution saved without outputs passes nbval vacuously: every check cell must show its tick, and every
+    cell that asserts must show what it printed."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    silent = [c.source.splitlines()[-1] for c in cells
+              if ("gencourse" in c.metadata or re.search(r"^print\(", c.source, re.MULTILINE)) and not c.outputs]
+    assert not silent, f"{path.name}: re-execute it (gencourse execute); cells without outputs end with {silent[:3]}"
+
+
 def _documented_objects():
     for info in pathlib.Path(gencourse.__file__).parent.glob("*.py"):
         module = importlib.import_module(f"gencourse.{info.stem}")
