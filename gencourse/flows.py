@@ -150,8 +150,8 @@ class ActNorm(nn.Module):
         return y, (self.log_scale.sum() * positions).expand(len(x))
 
     def inverse(self, y):
-        if not self.initialized:
-            self.initialized.fill_(True)       # a flow used backwards first (from an energy) keeps its start
+        if self.training and torch.is_grad_enabled() and not self.initialized:
+            self.initialized.fill_(True)       # trained backwards (from an energy): keep the identity start
         positions = y[0, 0].numel() if y.dim() > 2 else 1
         x = y * torch.exp(-self._view(self.log_scale, y)) - self._view(self.bias, y)
         return x, (-self.log_scale.sum() * positions).expand(len(y))

@@ -410,3 +410,19 @@ def test_full_preset_code_path_on_tiny_sizes():
     assert math.isfinite(F.bits_per_dim(flow, images, 256, _g(5)))
     samples = flow.sample(2, generator=_g(6), temperature=0.7)
     assert samples.shape == (2, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+
+
+def test_actnorm_keeps_its_data_dependent_init_for_data_and_its_identity_start_for_energies():
+    """Sampling a new flow (eval mode, no gradient) must not use up ActNorm's first-batch initialisation; a flow
+    trained backwards from an energy marks it done, so that a later forward pass cannot overwrite trained weights."""
+    flow = F.Flow(F.FlowConfig.toy())
+    actnorms = [layer for layer in flow.layers if isinstance(layer, F.ActNorm)]
+    flow.sample(3, generator=_g())
+    assert not any(bool(a.initialized) for a in actnorms)
+    flow.train()
+    flow(torch.randn(16, 2, generator=_g(1)) * 3 + 1)
+    assert all(bool(a.initialized) for a in actnorms) and actnorms[0].bias.abs().sum() > 0
+    energy_flow = F.Flow(F.FlowConfig.toy()).train()
+    F.reverse_kl_loss(energy_flow, F.double_well, torch.randn(8, 2, generator=_g(2))).backward()
+    trained = [layer for layer in energy_flow.layers if isinstance(layer, F.ActNorm)]
+    assert all(bool(a.initialized) for a in trained) and all(a.bias.abs().sum() == 0 for a in trained)
