@@ -83,8 +83,7 @@ class Dequantized(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        k = (self.images[i] * (self.levels - 1)).round()
-        return (k + torch.rand(k.shape)) / self.levels
+        return dequantize(self.images[i], self.levels)
 
 
 # ----------------------------------------------------------------------------- images
