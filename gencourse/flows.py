@@ -513,6 +513,29 @@ def reverse_kl_loss(flow: Flow, energy, z: torch.Tensor) -> torch.Tensor:
     return (energy(x) + standard_normal_log_prob(z) - log_det).mean()
 
 
+def fit_energy(flow: Flow, energy, steps: int, batch_size: int = 256, lr: float = 3e-3, loss=None,
+               progress: bool = True) -> list[float]:
+    """Train a flow from an energy alone, a Boltzmann generator (chapter 5, lab 05): `steps` Adam steps on
+    loss(flow, energy, z) (`reverse_kl_loss` unless given) with fresh z ~ N(0, I) of `batch_size` each time.
+    There is no data, so `train.fit` does not apply. Returns the loss of every step; the flow ends in eval mode."""
+    from tqdm.auto import tqdm
+
+    from . import train
+
+    validate.positive_int("steps", steps)
+    validate.positive_int("batch_size", batch_size)
+    loss = loss or reverse_kl_loss
+    optimizer = torch.optim.Adam(flow.parameters(), lr=lr)
+    flow.train()
+    losses = []
+    for _ in tqdm(range(steps), disable=not progress, desc="reverse KL"):
+        value = loss(flow, energy, torch.randn(batch_size, flow.dims, device=flow.device))
+        train.step(value, optimizer, grad_clip=None)
+        losses.append(float(value))
+    flow.eval()
+    return losses
+
+
 @torch.no_grad()
 def importance_sample(flow: Flow, energy, n: int, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, torch.Tensor]:

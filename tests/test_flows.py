@@ -426,3 +426,17 @@ def test_actnorm_keeps_its_data_dependent_init_for_data_and_its_identity_start_f
     F.reverse_kl_loss(energy_flow, F.double_well, torch.randn(8, 2, generator=_g(2))).backward()
     trained = [layer for layer in energy_flow.layers if isinstance(layer, F.ActNorm)]
     assert all(bool(a.initialized) for a in trained) and all(a.bias.abs().sum() == 0 for a in trained)
+
+
+def test_fit_energy_trains_a_flow_from_an_energy_with_the_loss_it_is_given():
+    torch.manual_seed(0)
+    flow = F.Flow(F.FlowConfig.toy(steps=2, hidden=16))
+    calls = []
+
+    def counting(flow_, energy, z):
+        calls.append(z.shape)
+        return F.reverse_kl_loss(flow_, energy, z)
+
+    losses = F.fit_energy(flow, F.double_well, 60, batch_size=32, lr=1e-2, loss=counting, progress=False)
+    assert len(losses) == 60 and calls[0] == (32, 2) and not flow.training
+    assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.1

@@ -16,7 +16,7 @@ each network starts at zero, so every coupling starts as the identity;
 s = tanh(raw) * a learnt scale per dimension, as `gencourse.flows.AffineCoupling`),
 and the maths, which are the very functions of `gencourse.flows` (Keras layers
 return torch tensors on this backend): `affine_coupling` both ways and
-`standard_normal_log_prob` for the base. What is left out: Glow's ActNorm and the
+`log_prob` (the base density at z plus the log-determinants). What is left out: Glow's ActNorm and the
 LU-parameterised linear map of each flow step (keras-io's example has neither),
 so a step here is one coupling, the masks alternating between the two coordinates.
 """
@@ -30,7 +30,7 @@ from keras import layers
 from .. import validate
 from ..contract import evaluating, sampler
 from ..diffusion import draw_normal
-from ..flows import FlowConfig, affine_coupling, checkerboard, standard_normal_log_prob
+from ..flows import FlowConfig, affine_coupling, checkerboard, log_prob
 from . import apply_gradients, tracked
 
 
@@ -133,8 +133,7 @@ class KerasRealNVP(keras.Model):
 
     def log_prob(self, x) -> torch.Tensor:
         """log p(x) = log N(z; 0, I) + log|det dz/dx| per example (B,), in nats, exact (chapter 5)."""
-        z, log_det = self.to_latent(self._x(x))
-        return standard_normal_log_prob(z) + log_det
+        return log_prob(self, self._x(x))                  # model(x) -> (z, log_det), as a Flow's forward
 
     # -- training, as keras-io's RealNVP: the negative log-likelihood, one tracker
     def loss_terms(self, data) -> dict:
