@@ -531,7 +531,7 @@ def fit_energy(flow: Flow, energy, steps: int, batch_size: int = 256, lr: float 
     for _ in tqdm(range(steps), disable=not progress, desc="reverse KL"):
         value = loss(flow, energy, torch.randn(batch_size, flow.dims, device=flow.device))
         train.step(value, optimizer, grad_clip=None)
-        losses.append(float(value))
+        losses.append(float(value.detach()))
     flow.eval()
     return losses
 

@@ -168,3 +168,22 @@ def test_unreadable_solution_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "solutions" / "01_broken.ipynb").write_text("{oops")
     assert cli.main(["labs", "--root", str(tmp_path)]) == 2
     assert "01_broken.ipynb: not a readable notebook" in capsys.readouterr().err
+
+
+def test_execute_stores_outputs_without_timestamps_and_refuses_labs(tmp_path, capsys):
+    """`gencourse execute` re-runs a solution in place: outputs stored, no per-cell timestamps (which would
+    turn every re-execution into a diff of every cell), and a learner's lab is never rewritten."""
+    (tmp_path / "solutions").mkdir()
+    path = tmp_path / "solutions" / "99_tiny.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print(6 * 7)")]), path)
+    assert cli.main(["execute", str(path)]) == 0
+    cell = nbformat.read(path, as_version=4).cells[0]
+    assert cell.outputs[0].text == "42\n"
+    assert "execution" not in cell.metadata
+    (tmp_path / "labs").mkdir()
+    lab = tmp_path / "labs" / "99_tiny.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print(1)")]), lab)
+    before = lab.read_bytes()
+    assert cli.main(["execute", str(lab)]) == 2
+    assert "only existing notebooks in solutions/" in capsys.readouterr().err
+    assert lab.read_bytes() == before

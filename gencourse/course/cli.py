@@ -154,8 +154,10 @@ def run_execute(args):
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=args.cell_timeout, kernel_name="python3",
+        NotebookClient(nb, timeout=args.cell_timeout, kernel_name="python3", record_timing=False,
                        resources={"metadata": {"path": str(path.parent)}}).execute()
+        for cell in nb.cells:  # timestamps would make every re-execution a diff of every cell
+            cell.metadata.pop("execution", None)
         nbformat.write(nb, path)
         print(f"executed {path} in {time.perf_counter() - start:.0f} s")
     return 0
