@@ -66,6 +66,23 @@ def nll(log_prob, dataset, batch_size: int = 256) -> float:
     return total / len(x)
 
 
+def dequantized_bits_per_dim(log_density, x: torch.Tensor, levels: int,
+                             generator: torch.Generator | None = None) -> float:
+    """Bits per dimension of discrete images under a continuous density on [0, 1)^D (chapter 6, lab 06).
+
+    x holds grey values k / (levels - 1); each is dequantised once, y = (k + u) / levels with
+    u ~ U[0, 1) (`data.dequantize`, drawing from `generator`), and scored by `log_density` (B, ...) ->
+    (B,). A bin of width 1 / levels holds probability P(k) >= exp(E_u log p(y)) / levels per dimension
+    (Jensen), so -log P(x) <= -log p(y) + D log(levels): in bits per dimension, an upper bound on the
+    discrete model's NLL (Theis et al., 2016); a uniform density scores exactly log2(levels).
+    """
+    if not callable(log_density):
+        raise TypeError("log_density must be a function from a batch (B, ...) to log-densities (B,)")
+    y = data.dequantize(x, levels, generator)
+    d = math.prod(x.shape[1:])
+    return (nll(log_density, y) + d * math.log(levels)) / (d * math.log(2))
+
+
 def data_tensor(dataset) -> torch.Tensor:
     """The examples of a TensorDataset (its first tensor), or the tensor itself."""
     if isinstance(dataset, torch.Tensor):
@@ -330,6 +347,36 @@ def mode_coverage(points: torch.Tensor, modes: torch.Tensor, std: float, within:
 
 # ----------------------------------------------------------------------------- speed
 
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def call_latency(fn, warmup: int = 1, repeats: int = 5, synchronize=None) -> float:
+    """Milliseconds one call of `fn()` takes: the median of `repeats` timed calls after `warmup` untimed
+    ones (chapter 6, lab 06). The warm-up keeps one-off costs (allocation, caching, compilation) out;
+    the median keeps out a call that the machine interrupted; `synchronize()` (CUDA's, unless given)
+    runs before the clock starts and before it stops, because a GPU works asynchronously and a call
+    returns before its work is done."""
+    if not callable(fn):
+        raise TypeError("fn must be a function of no arguments, e.g. lambda: model.sample(64)")
+    validate.positive_int("repeats", repeats)
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
+    sync = synchronize or _synchronize
+    with torch.no_grad():
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - start)
+    return 1000 * sorted(times)[len(times) // 2]
+
+
 def sampling_latency(fn, n: int, warmup: int = 1, repeats: int = 3) -> float:
     """Milliseconds per sample of `fn(n)`, the median of `repeats` timed calls after `warmup` (lab 00).
 
@@ -339,18 +386,192 @@ def sampling_latency(fn, n: int, warmup: int = 1, repeats: int = 3) -> float:
     if not callable(fn):
         raise TypeError("fn must be a function that draws n samples, e.g. lambda n: model.sample(n)")
     validate.positive_int("n", n)
-    validate.positive_int("repeats", repeats)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative int, got {warmup!r}")
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    return call_latency(lambda: fn(n), warmup, repeats) / n
+
+
+# ----------------------------------------------------------------------------- the five families side by side
+
+CONDITIONS = ("y", "prompt")   # keywords of `sample` that condition what is drawn (class labels, a prompt)
+SCORE_BATCH = 64               # the scorecard times drawing this many samples in one call
+
+
+class _ParameterUse(torch.overrides.TorchFunctionMode):
+    """Counts, for each parameter of a model, the torch operations that read it while active."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.ids = {id(p): p for p in model.parameters()}
+        self.uses: dict[int, int] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") == "__get__":   # reading .device or .shape computes nothing
+            return func(*args, **kwargs)
+        for arg in (*args, *kwargs.values()):
+            for value in (arg if isinstance(arg, (list, tuple)) else (arg,)):
+                if id(value) in self.ids:
+                    self.uses[id(value)] = self.uses.get(id(value), 0) + 1
+        return func(*args, **kwargs)
+
+
+def network_passes(model: nn.Module, draw=None) -> tuple[int, int]:
+    """(passes, parameters) of drawing from a model, measured rather than declared (chapter 6):
+    `draw(model)` (two samples unless given) runs while every torch operation that reads one of the
+    model's parameters is counted. `parameters` adds up the parameters read at all -- a GAN's
+    generator but not its discriminator, a VAE's decoder but not its encoder -- and `passes` is how many
+    times a typical one (the median) was read: the network evaluations one sample waits for in turn
+    (64 for an autoregressive model of 64 pixels, T for diffusion, one for a GAN)."""
+    validate.instance("model", model, nn.Module)
+    draw = draw or (lambda m: m.sample(2, generator=torch.Generator().manual_seed(0)))
+    counter = _ParameterUse(model)
+    with torch.no_grad(), counter:
+        draw(model)
+    if not counter.uses:
+        raise ValueError("drawing read none of the model's parameters: is draw(model) using this model?")
+    counts = sorted(counter.uses.values())
+    return counts[len(counts) // 2], sum(counter.ids[i].numel() for i in counter.uses)
+
+
+def conditions(model: nn.Module) -> tuple[str, ...]:
+    """The keywords among CONDITIONS that `model.sample` accepts: how it can be told what to draw."""
+    import inspect
+
+    return tuple(k for k in CONDITIONS if k in inspect.signature(model.sample).parameters)
+
+
+@dataclass
+class Contender:
+    """A trained model as the scorecard sees it (chapter 6). By default the scorecard draws with
+    `model.sample(n, generator=...)` and, for a model with a likelihood over the same discrete images it
+    is scored on, takes bits per dimension from `model.log_prob`. A model that needs something else says
+    so: `bits_per_dim(model, images)` (a flow on dequantised pixels) with `likelihood` its kind."""
+
+    model: nn.Module
+    history: object = None            # train.History: its `seconds` is the training time
+    bits_per_dim: object = None       # (model, images) -> bits per dimension, where log_prob does not fit
+    likelihood: str | None = None     # 'exact', 'bound' or None; model.likelihood unless given
+
+    def __post_init__(self):
+        validate.instance("model", self.model, nn.Module)
+        if not callable(getattr(self.model, "sample", None)):
+            raise TypeError(f"{type(self.model).__name__} has no sample(n): the scorecard compares samplers")
+        if self.likelihood is None and self.bits_per_dim is None:
+            self.likelihood = getattr(self.model, "likelihood", None)
+        if self.likelihood not in ("exact", "bound", None):
+            raise ValueError(f"likelihood must be 'exact', 'bound' or None, got {self.likelihood!r}")
+        if self.bits_per_dim is not None and not callable(self.bits_per_dim):
+            raise TypeError("bits_per_dim must be a function (model, images) -> float")
+
+
+@dataclass
+class Row:
+    """One model's line of the scorecard (chapter 6)."""
+
+    name: str
+    parameters: int                # parameters a sample is computed from
+    train_seconds: float | None    # as training measured it (None: not known)
+    frechet: Frechet               # of `samples` samples against the real test images
+    bits_per_dim: float | None     # negative log-likelihood of the test images, bits per dimension
+    likelihood: str                # 'exact', 'bound' or 'n/a'
+    ms: dict                       # device -> milliseconds to draw SCORE_BATCH samples
+    passes: int                    # network evaluations one sample waits for in turn
+    conditions: tuple              # keywords that condition sampling, e.g. ('y',)
+
+
+HEADER = ("model", "params", "train s", "FD", "FD/floor", "NLL b/dim", "likelihood", "ms/64 cpu", "ms/64 gpu",
+          "passes", "condition")
+
+
+@dataclass
+class Scorecard:
+    rows: list
+
+    def __getitem__(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no row {name!r}; the scorecard has {[r.name for r in self.rows]}")
+
+    def table(self) -> list[tuple[str, ...]]:
+        """The rows as strings, rounded as printed: the same on every machine except the timings."""
+        def number(value, fmt):
+            return "n/a" if value is None else format(value, fmt)
+
+        def ms(value):   # three significant figures, never in powers of ten
+            return "n/a" if value is None else format(value, ".2f" if value < 10 else ".1f" if value < 100 else ".0f")
+        return [(r.name, f"{r.parameters:,}", number(r.train_seconds, ".0f"), f"{r.frechet.distance:.1f}",
+                 f"{r.frechet.ratio:.1f}", number(r.bits_per_dim, ".3f"), r.likelihood,
+                 ms(r.ms.get("cpu")), ms(r.ms.get("cuda")), str(r.passes),
+                 ", ".join(r.conditions) or "no") for r in self.rows]
+
+    def __str__(self) -> str:
+        lines = [HEADER, *self.table()]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+        text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+                for line in lines]
+        return "\n".join([text[0], "-" * len(text[0]), *text[1:]])
+
+    def pareto(self, device: str = "cpu") -> list[str]:
+        """The models no other beats on both quality (Frechet ratio) and latency on `device`, fastest
+        first: the choices worth making. Every other model is slower and worse than one of these."""
+        rows = sorted((r for r in self.rows if device in r.ms), key=lambda r: (r.ms[device], r.frechet.ratio))
+        front, best = [], math.inf
+        for row in rows:
+            if row.frechet.ratio < best:
+                front.append(row.name)
+                best = row.frechet.ratio
+        return front
+
+
+def _bits(contender: Contender, images: torch.Tensor) -> float | None:
+    model = contender.model
+    if contender.bits_per_dim is not None:
+        return float(contender.bits_per_dim(model, images))
+    if contender.likelihood is None:
+        return None
     with torch.no_grad():
-        for _ in range(warmup):
-            fn(n)
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            fn(n)
-            sync()
-            times.append(time.perf_counter() - start)
-    return 1000 * sorted(times)[len(times) // 2] / n
+        nats = nll(lambda x: model.log_prob(x.to(next(model.parameters()).device)), images)
+    return bits_per_dim(nats, math.prod(images.shape[1:]))
+
+
+def draw_samples(model: nn.Module, n: int, seed: int = 0, chunk: int = 500) -> torch.Tensor:
+    """n samples of `model` on the CPU, drawn `chunk` at a time from a generator seeded with `seed`:
+    the same samples on every run (chapter 6)."""
+    validate.positive_int("n", n)
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([model.sample(min(chunk, n - i), generator=g).cpu() for i in range(0, n, chunk)])
+
+
+def score(name: str, contender, test_images: torch.Tensor, dataset: str = "digits", samples: int = 1000,
+          seed: int = 0, repeats: int = 3) -> Row:
+    """The scorecard's row for one model (chapter 6, lab 06): `samples` samples (seeded) scored by the
+    Frechet distance, the test images' bits per dimension, the time to draw SCORE_BATCH samples on the
+    CPU (and on CUDA where there is one), and the network passes and parameters of drawing."""
+    import copy
+
+    contender = contender if isinstance(contender, Contender) else Contender(contender)
+    _check_images(test_images, dataset, "test_images")
+    model = contender.model.eval()
+    frechet = frechet_distance(draw_samples(model, samples, seed), dataset)
+    passes, parameters = network_passes(model)
+    ms = {}
+    for device in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+        copy_on = copy.deepcopy(model).to(device)
+        ms[device] = call_latency(lambda: copy_on.sample(SCORE_BATCH), warmup=1, repeats=repeats)
+    with torch.random.fork_rng():   # a bound that samples (the VAE's) draws the same noise on every run
+        torch.manual_seed(seed)
+        bits = _bits(contender, test_images)
+    seconds = getattr(contender.history, "seconds", None)
+    return Row(name, parameters, seconds, frechet, bits,
+               contender.likelihood or "n/a", ms, passes, conditions(model))
+
+
+def scorecard(models: dict, test_data, dataset: str = "digits", samples: int = 1000, seed: int = 0,
+              repeats: int = 3) -> Scorecard:
+    """One row per model, all measured in this run by `score` (chapter 6): `models` maps a name to a
+    trained model or a `Contender`; `test_data` holds the real test images (a TensorDataset or a tensor)
+    that the likelihoods are computed on, in the representation every model shares."""
+    if not isinstance(models, dict) or not models:
+        raise TypeError("models must be a non-empty dict from a name to a trained model (or a Contender)")
+    images = data_tensor(test_data)
+    return Scorecard([score(name, m, images, dataset, samples, seed, repeats) for name, m in models.items()])

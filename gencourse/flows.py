@@ -490,18 +490,14 @@ def trace(flow: Flow, x: torch.Tensor) -> list[torch.Tensor]:
     return states
 
 
-def bits_per_dim(flow: Flow, x: torch.Tensor, levels: int, generator: torch.Generator | None = None,
-                 chunk: int = 500) -> float:
+def bits_per_dim(flow: Flow, x: torch.Tensor, levels: int, generator: torch.Generator | None = None) -> float:
     """Bits per dimension of discrete images x (k / (levels - 1) values in [0, 1]) under a flow trained on
     their dequantised versions: -log p of one dequantised draw, plus D log(levels) for the bin width
     1 / levels, over D log 2 (Theis et al., 2016) (chapter 5). An upper bound on the discrete model's."""
-    from .data import dequantize
+    from .evaluate import dequantized_bits_per_dim
 
     with evaluating(flow):
-        y = dequantize(x, levels, generator).to(flow.device)
-        nll = -torch.cat([flow.log_prob(part) for part in y.split(chunk)]).mean().item()
-    d = math.prod(x.shape[1:])
-    return (nll + d * math.log(levels)) / (d * math.log(2))
+        return dequantized_bits_per_dim(lambda y: flow.log_prob(y.to(flow.device)), x, levels, generator)
 
 
 # ----------------------------------------------------------------------------- training from an energy

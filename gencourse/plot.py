@@ -160,3 +160,29 @@ def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interva
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return HTML(html)
+
+
+def pareto(card, device: str = "cpu", ax=None, title: str | None = None):
+    """Quality against latency for the rows of an `evaluate.Scorecard` (chapter 6, lab 06): the Frechet
+    distance as a multiple of the real-data floor (lower is better) against the milliseconds to draw a
+    batch on `device`, both on log scales, with the Pareto front -- the rows no other row beats on both
+    -- joined by a line. A row off the front is slower and worse than some row on it."""
+    rows = [r for r in getattr(card, "rows", []) if device in r.ms]
+    if not rows:
+        raise ValueError(f"the scorecard has no rows timed on {device!r}: pass evaluate.scorecard(...)'s result")
+    fig, ax = _axes(ax, figsize=(6, 4))
+    front = card.pareto(device)
+    for r in rows:
+        on = r.name in front
+        ax.scatter(r.ms[device], r.frechet.ratio, s=60, color="C0" if on else "C7", zorder=3)
+        ax.annotate(r.name, (r.ms[device], r.frechet.ratio), textcoords="offset points", xytext=(6, 5), fontsize=9)
+    points = sorted((card[n].ms[device], card[n].frechet.ratio) for n in front)
+    ax.step([p[0] for p in points], [p[1] for p in points], where="post", color="C0", alpha=0.6,
+            label="Pareto front")
+    ax.set(xscale="log", yscale="log", xlabel=f"ms to draw a batch of samples ({device})",
+           ylabel="Frechet distance / real-data floor")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="upper right")
+    if title:
+        ax.set_title(title)
+    return fig

@@ -41,7 +41,7 @@ from .data import unpack
 from .diffusion import draw_normal
 
 NETWORKS = ("mlp", "conv")
-DECODERS = ("bernoulli", "gaussian")
+DECODERS = ("bernoulli", "gaussian", "categorical")
 LOG_2PI = math.log(2 * math.pi)
 
 
@@ -55,15 +55,19 @@ class VAEConfig:
     hidden: int = 256                # MLP width
     depth: int = 2                   # MLP hidden layers (encoder and decoder each)
     base: int = 32                   # conv channels at full resolution (twice that at half)
-    decoder: str = "bernoulli"       # p(x|z): 'bernoulli' (pixels in [0, 1]) or 'gaussian' (learnt scale per dim)
+    decoder: str = "bernoulli"       # p(x|z): 'bernoulli' (pixels in [0, 1]), 'gaussian' (learnt scale per dim)
+                                     # or 'categorical' (each pixel one of `levels` grey values)
+    levels: int = 17                 # grey values k / (levels - 1) of the categorical decoder (17: 8x8 digits)
     beta: float = 1.0                # weight of the KL term (1: the ELBO; other values: beta-VAE)
     iw_samples: int = 500            # K of the importance-weighted bound that log_prob computes
 
     def __post_init__(self):
         validate.choice("config.network", self.network, NETWORKS)
         validate.choice("config.decoder", self.decoder, DECODERS)
-        for name in ("latent_dim", "hidden", "depth", "base", "iw_samples"):
+        for name in ("latent_dim", "hidden", "depth", "base", "iw_samples", "levels"):
             validate.positive_int(f"config.{name}", getattr(self, name))
+        if self.levels < 2:
+            raise ValueError(f"config.levels must be at least 2 grey values, got {self.levels}")
         if not self.beta >= 0:
             raise ValueError(f"config.beta must be >= 0 (1 is the ELBO), got {self.beta}")
         _check_conv_shape(self.network, self.shape)
@@ -77,6 +81,11 @@ class VAEConfig:
     def full(cls, **changes) -> "VAEConfig":
         """28x28 MNIST with convolutional networks and a 32-dimensional latent, for a GPU (lab 04)."""
         return cls(**{**dict(shape=(1, 28, 28), latent_dim=32, network="conv", base=32), **changes})
+
+    @property
+    def outputs_per_dim(self) -> int:
+        """Numbers the decoder gives per data dimension: a logit per grey value (categorical), else one."""
+        return self.levels if self.decoder == "categorical" else 1
 
 
 @dataclass
@@ -154,17 +163,31 @@ def normal_log_prob(z: torch.Tensor, mu: torch.Tensor | None = None, logvar: tor
 def decoder_log_likelihood(kind: str, x: torch.Tensor, out: torch.Tensor, log_scale: torch.Tensor | None = None
                            ) -> torch.Tensor:
     """log p(x|z) per example (B,), summed over the data's dimensions, from the decoder's output `out`
-    at z (chapter 4): logits for kind 'bernoulli', means for 'gaussian' (with log sigma `log_scale`).
+    at z (chapter 4): logits for kind 'bernoulli', means for 'gaussian' (with log sigma `log_scale`),
+    logits (B, *shape, levels) for 'categorical'.
 
     Bernoulli: x log p + (1 - x) log(1 - p) with p = sigmoid(logits) (grey
-    pixels in [0, 1] are accepted as soft targets); Gaussian: log N(x; mean, sigma^2).
+    pixels in [0, 1] are accepted as soft targets); Gaussian: log N(x; mean, sigma^2);
+    categorical: log softmax(logits)[k] for the grey level k = x (levels - 1) (chapter 6).
     """
     validate.choice("kind", kind, DECODERS)
     if kind == "bernoulli":
         ll = -F.binary_cross_entropy_with_logits(out, x, reduction="none")
+    elif kind == "categorical":
+        ll = -F.cross_entropy(out.movedim(-1, 1), grey_levels(x, out.shape[-1]), reduction="none")
     else:
         ll = -0.5 * ((x - out).square() * torch.exp(-2 * log_scale) + 2 * log_scale + LOG_2PI)
     return ll.flatten(1).sum(dim=1)
+
+
+def grey_levels(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Pixels x in [0, 1] that take the values k / (levels - 1) -> the integers k (chapter 6). Anything
+    between two levels is an error, never rounded silently: it means the data has another number of levels."""
+    k = x * (levels - 1)
+    if (k - k.round()).abs().max() > 1e-4:
+        raise ValueError(f"a categorical decoder over {levels} grey levels needs pixels k / {levels - 1}; "
+                         "these lie between levels (binarized or dequantised data? set config.levels)")
+    return k.round().long()
 
 
 def negative_elbo(model: "VAE", x: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
@@ -249,15 +272,16 @@ class MLPEncoder(GaussianEncoder):
 
 
 class MLPDecoder(nn.Module):
-    """z (B, latent_dim) -> the decoder's parameters (B, *shape): logits or means (chapter 4)."""
+    """z (B, latent_dim) -> the decoder's parameters (B, *shape): logits or means (chapter 4), or
+    (B, *shape, levels) logits for the categorical decoder."""
 
     def __init__(self, config: VAEConfig):
         super().__init__()
-        self.shape = tuple(config.shape)
-        self.net = gnn.MLP(config.latent_dim, config.hidden, math.prod(self.shape), config.depth)
+        self.shape, self.per_dim = tuple(config.shape), config.outputs_per_dim
+        self.net = gnn.MLP(config.latent_dim, config.hidden, math.prod(self.shape) * self.per_dim, config.depth)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z).view(len(z), *self.shape)
+        return _per_dim(self.net(z).view(len(z), *self.shape, self.per_dim), self.per_dim)
 
 
 class ConvEncoder(GaussianEncoder):
@@ -279,15 +303,21 @@ class ConvDecoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         c, side, _ = config.shape
-        b = config.base
+        b, self.per_dim = config.base, config.outputs_per_dim
         self.start, self.width = side // 4, 2 * b
         self.project = nn.Sequential(nn.Linear(config.latent_dim, 2 * b * self.start ** 2), nn.SiLU())
         self.net = nn.Sequential(
             nn.ConvTranspose2d(2 * b, b, 4, stride=2, padding=1), nn.SiLU(),  # (b, S/2, S/2)
-            nn.ConvTranspose2d(b, c, 4, stride=2, padding=1))                 # (C, S, S)
+            nn.ConvTranspose2d(b, c * self.per_dim, 4, stride=2, padding=1))  # (C [x levels], S, S)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(self.project(z).view(len(z), self.width, self.start, self.start))
+        out = self.net(self.project(z).view(len(z), self.width, self.start, self.start))
+        return _per_dim(out.unflatten(1, (-1, self.per_dim)).movedim(2, -1), self.per_dim)
+
+
+def _per_dim(out: torch.Tensor, per_dim: int) -> torch.Tensor:
+    """(B, *shape, per_dim) -> (B, *shape) when the decoder gives one number per dimension."""
+    return out.squeeze(-1) if per_dim == 1 else out
 
 
 def make_networks(config: VAEConfig) -> tuple[nn.Module, nn.Module]:
@@ -367,10 +397,14 @@ class VAE(nn.Module):
 
 
 def decoder_mean(config: VAEConfig, out: torch.Tensor) -> torch.Tensor:
-    """The mean of p(x|z) from the decoder's output: sigmoid of the logits (Bernoulli) or the output
-    itself (Gaussian); images are kept in [0, 1], which a Gaussian mean can stray a little outside."""
+    """The mean of p(x|z) from the decoder's output: sigmoid of the logits (Bernoulli), the expected grey
+    value sum_k softmax(logits)_k k / (levels - 1) (categorical) or the output itself (Gaussian); images
+    are kept in [0, 1], which a Gaussian mean can stray a little outside."""
     if config.decoder == "bernoulli":
         return torch.sigmoid(out)
+    if config.decoder == "categorical":
+        values = torch.linspace(0, 1, config.levels, device=out.device, dtype=out.dtype)
+        return torch.softmax(out, dim=-1) @ values
     return out.clamp(0, 1) if len(config.shape) == 3 else out
 
 

@@ -426,3 +426,26 @@ def test_full_presets_code_path_on_tiny_sizes():
     latent = V.LatentDiffusion(conv, model, scale)
     samples = latent.sample(2, generator=torch.Generator().manual_seed(0), steps=2)
     assert samples.shape == (2, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+
+
+@pytest.mark.parametrize("network", V.NETWORKS)
+def test_categorical_decoder_scores_grey_levels_and_means_lie_between_them(network):
+    """The categorical decoder (chapter 6) gives a distribution over the 17 grey levels of each pixel: its
+    log-likelihood is torch's Categorical, its mean the expected grey value, and off-grid data is an error."""
+    m = model(network=network, decoder="categorical", levels=17, base=4)
+    z = torch.randn(3, 2, generator=_g(1))
+    logits = m.decoder(z)
+    assert logits.shape == (3, 1, 8, 8, 17)
+    k = torch.randint(0, 17, (3, 1, 8, 8), generator=_g(2))
+    x = k / 16
+    want = torch.distributions.Categorical(logits=logits).log_prob(k).flatten(1).sum(1)
+    assert torch.allclose(m.log_likelihood(x, z), want, atol=1e-4)
+    mean = m.decode(z)
+    assert mean.shape == (3, 1, 8, 8) and mean.min() >= 0 and mean.max() <= 1
+    expected = (torch.softmax(logits, -1) * torch.arange(17) / 16).sum(-1)
+    assert torch.allclose(mean, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="between levels"):
+        m.log_likelihood(torch.full((3, 1, 8, 8), 0.03), z)
+    assert m.log_prob(x, k=4).shape == (3,)
+    with pytest.raises(ValueError, match="levels"):
+        V.VAEConfig(decoder="categorical", levels=1)

@@ -81,6 +81,9 @@ class KerasVAE(keras.Model):
     def __init__(self, config: VAEConfig, **kwargs):
         super().__init__(**kwargs)
         self.config = validate.instance("config", config, VAEConfig)   # its fields are checked already
+        if config.decoder not in ("bernoulli", "gaussian"):
+            raise ValueError(f"the Keras VAE has Bernoulli and Gaussian decoders, not {config.decoder!r}; "
+                             "gencourse.vae.VAE has the categorical one")
         self.encoder = make_encoder(config)
         self.decoder = make_decoder(config)
         # log sigma per data dimension of the Gaussian decoder (learnt); the Bernoulli one has none
