@@ -157,8 +157,7 @@ def _draw(frame: torch.Tensor, ax) -> None:
 def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interval: int = 150):
     """An animation of image batches or point clouds as HTML that plays in notebooks and the book.
 
-    Returns an IPython HTML object made with matplotlib's `to_jshtml`, whose
-    buttons draw their own icons (see `_offline_controls`): it needs no network.
+    Returns an IPython HTML object made by `player`: it needs no network.
     """
     from IPython.display import HTML
 
@@ -173,9 +172,17 @@ def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interva
             ax.set_title(labels[i])
 
     anim = animation.FuncAnimation(fig, show, frames=len(frames), interval=interval)
-    html = _offline_controls(anim.to_jshtml(default_mode="once"))
+    html = player(anim)
     plt.close(fig)
     return HTML(html)
+
+
+def player(anim: animation.Animation, default_mode: str = "once") -> str:
+    """matplotlib's `to_jshtml` player for `anim`, with controls that work offline (lab 00).
+
+    Every animation of the course goes through here (chapters 1 to 3 and their labs).
+    """
+    return _offline_controls(anim.to_jshtml(default_mode=default_mode))
 
 
 # matplotlib's player loads Font Awesome 4 from a CDN for its button icons; offline

@@ -232,7 +232,7 @@ def test_animate_frames():
 def test_animate_plays_offline():
     """matplotlib's player takes its icons from a CDN; ours draws them as inline SVG."""
     html = plot.animate([torch.rand(2, 1, 8, 8) for _ in range(2)]).data
-    assert "http" not in html and "font-awesome" not in html
+    assert not re.search(r"(href|src)=[\"']https?:", html) and "font-awesome" not in html
     assert 'class="fa' not in html, "every Font Awesome icon should be replaced"
     buttons = re.findall(r"<button[^>]*>\s*(.*?)</button>", html, re.DOTALL)
     assert len(buttons) == 9 and all(b.startswith("<svg") for b in buttons)
@@ -247,3 +247,16 @@ def test_animate_points():
 def test_animate_empty():
     with pytest.raises(ValueError, match="frames"):
         plot.animate([])
+
+
+def test_every_animation_goes_through_the_offline_player():
+    """A direct `to_jshtml` brings back the CDN icons: the book, the labs and the package use
+    plot.player (or plot.animate) instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "gencourse").rglob("*.py"), *(root / "book").glob("*.md"),
+               *(root / "solutions").glob("*.ipynb")]
+    direct = [p.relative_to(root).as_posix() for p in sources
+              if "to_jshtml(" in p.read_text(encoding="utf-8") and p.name != "plot.py"]
+    assert not direct, f"these call to_jshtml directly; use gencourse.plot.player: {direct}"
