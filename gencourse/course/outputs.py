@@ -9,8 +9,9 @@ state, read from the notebook's stored widget state, and drops that state:
 
     100%|##########| 1500/1500 [00:10<00:00, 143.53it/s, loss=0.4721]
 
-(with tqdm's block characters). `gencourse execute` applies it to every
-solution it stores.
+(with tqdm's block characters). Any other widget (a slider, an explorer) cannot
+work without a kernel: it becomes a line that says so. `gencourse execute`
+applies this to every solution it stores.
 """
 
 import html
@@ -20,6 +21,7 @@ import nbformat
 VIEW = "application/vnd.jupyter.widget-view+json"
 STATE = "application/vnd.jupyter.widget-state+json"
 BAR = 10  # characters, as tqdm draws a bar of unknown width
+LIVE_ONLY = "(an interactive widget: it works when you run the notebook)"
 
 
 def _text(models: dict, model_id: str) -> str | None:
@@ -51,8 +53,7 @@ def widgets_as_text(nb: nbformat.NotebookNode) -> int:
                 continue
             text = _text(models, view["model_id"])
             del output["data"][VIEW]
-            if text is not None:
-                output["data"]["text/plain"] = text
+            output["data"]["text/plain"] = LIVE_ONLY if text is None else text
             replaced += 1
     nb.metadata.pop("widgets", None)
     return replaced
