@@ -30,7 +30,7 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-# ----------------------------------------------------------------------------- the book, built once
+# -------------------------------------------------------------------------- the book, built once
 
 BUILD_TIMEOUT = 1800  # seconds; a cold build takes a few minutes
 

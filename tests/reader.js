@@ -95,8 +95,8 @@ async function animationReport() {
       const icon = b.firstElementChild;
       return !icon || icon.getBoundingClientRect().width < 4;
     }).map(b => b.title);
-    animations.push({ started: Boolean(player), frames: frames.length, broken, buttons: buttons.length,
-                      blankButtons: blank });
+    animations.push({ started: Boolean(player), frames: frames.length, broken,
+                      buttons: buttons.length, blankButtons: blank });
   }
   return animations;
 }

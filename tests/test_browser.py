@@ -27,6 +27,7 @@ from gencourse import plot
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
+COLAB = "https://colab.research.google.com/github/o/n/blob/main/labs/x.ipynb"
 PNG_1PX = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4"
            "nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg==")
 
@@ -69,9 +70,9 @@ def test_a_good_page_passes(chrome, tmp_path):
         <p>A fraction <span class="math notranslate nohighlight">\\(\\frac{{a}}{{b}}\\)</span>
            costs $5, and <code>$x</code> is code.</p>
         <img src="{PNG_1PX}" width="1"><a href="target.html#here">there</a><a href="#top">up</a>
-        <a id="top" href="https://colab.research.google.com/github/o/n/blob/main/labs/x.ipynb">C</a>
+        <a id="top" href="{COLAB}">C</a>
         {animation}""")
-    colab = "https://colab.research.google.com/github/o/n/blob/main/labs/x.ipynb"
+    colab = COLAB
     assert problems_of(chrome, html, colab_link=colab) == []
 
 

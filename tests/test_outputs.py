@@ -19,7 +19,8 @@ def notebook_with_a_progress_bar(value=1500.0):
         "box": ("HBoxModel", {"children": ["IPY_MODEL_left", "IPY_MODEL_bar", "IPY_MODEL_right"]}),
         "left": ("HTMLModel", {"value": "100%"}),
         "bar": ("FloatProgressModel", {"min": 0.0, "max": 1500.0, "value": value}),
-        "right": ("HTMLModel", {"value": "\u20071500/1500\u2007[00:10&lt;00:00,\u2007143.53it/s]"}),
+        "right": ("HTMLModel",
+                  {"value": "\u20071500/1500\u2007[00:10&lt;00:00,\u2007143.53it/s]"}),
         "slider": ("IntSliderModel", {"value": 3}),
     }
     nb = nbformat.v4.new_notebook()
@@ -69,7 +70,8 @@ def test_nbval_reads_a_fresh_bar_and_a_stored_bar_alike():
     assert sanitize(fresh) == sanitize(stored) == "PROGRESS"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "solutions").glob("*.ipynb")),
+                         ids=lambda p: p.name)
 def test_solutions_store_no_widget_views(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     views = [i for i, cell in enumerate(nb["cells"]) for o in cell.get("outputs", [])

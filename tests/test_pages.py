@@ -96,7 +96,8 @@ def test_the_checker_finds_a_formula_broken_into_a_list():
 @pytest.mark.parametrize("path", CHAPTERS + NOTEBOOKS, ids=name)
 def test_no_line_of_inline_math_starts_like_a_list_item(path):
     found = [(start + n - 1 if path.suffix == ".md" else f"cell {start}, line {n}", line)
-             for start, text in markdown_cells(path) for n, line in list_items_in_inline_math(text)]
+             for start, text in markdown_cells(path)
+             for n, line in list_items_in_inline_math(text)]
     assert not found, (
         f"{name(path)}: inline math continues on a line that Markdown reads as a list item "
         f"(the page would show half a formula and a bullet); end the line before with the "
