@@ -1,6 +1,7 @@
 # gencourse: two commands set everything up.
 #   make book   build the HTML book  (creates .venv, installs the pinned environment)
-#   make test   run the whole test suite (unit tests, notebooks with nbval, grading, book build)
+#   make test   run the whole test suite (unit tests, notebooks with nbval, grading, book build,
+#               every page in headless Chromium: .ci/install-browser installs it)
 # Maintainers: make labs (regenerate labs/ from solutions/), make solutions (re-execute and store
 # the solutions' outputs), make grade LAB=labs/00_toolkit.ipynb (grade one notebook).
 
@@ -28,7 +29,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/gencourse labs --check
-	$(BIN)/python -m pytest -p no:cacheprovider tests solutions --nbval --nbval-sanitize-with tests/sanitize.cfg
+	$(BIN)/python -m pytest -p no:cacheprovider -rs tests solutions --nbval --nbval-sanitize-with tests/sanitize.cfg
 
 labs: $(STAMP)
 	$(BIN)/gencourse labs

@@ -9,6 +9,7 @@ notebook and in the static book alike (widgets do not).
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -114,16 +115,30 @@ def loss_curves(history: dict[str, list[float]], ax=None, title: str | None = No
     return fig
 
 
-def strip(frames: list[torch.Tensor], labels: list[str] | None = None, title: str | None = None):
-    """A row of panels, one per stage of a process (noising, sampling, interpolation).
+PAGE_WIDTH = 7.0  # inches: a figure of the book's column, about 700 px at 100 dpi
+
+
+def strip(frames: list[torch.Tensor], labels: list[str] | None = None, title: str | None = None,
+          per_row: int = 6):
+    """Panels, one per stage of a process (noising, sampling, interpolation), at page width.
 
     Each frame is either an image batch (N, C, H, W) or a point cloud (N, 2).
+    More than `per_row` frames wrap into rows of equal length, so that every
+    panel stays large enough to read at about 700 px.
     """
     if not frames:
         raise ValueError("frames must hold at least one image batch or point cloud")
-    fig, axes = plt.subplots(1, len(frames), figsize=(2.2 * len(frames), 2.4), squeeze=False)
-    for i, (frame, ax) in enumerate(zip(frames, axes[0])):
-        _draw(frame, ax)
+    validate.positive_int("per_row", per_row)
+    rows = math.ceil(len(frames) / per_row)
+    cols = math.ceil(len(frames) / rows)
+    panel = min(2.2, PAGE_WIDTH / cols)                                   # inches
+    fig, axes = plt.subplots(rows, cols, figsize=(panel * cols, (panel + 0.3) * rows),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= len(frames):
+            ax.set_axis_off()
+            continue
+        _draw(frames[i], ax)
         if labels:
             ax.set_title(labels[i], fontsize=9)
     if title:
@@ -142,7 +157,7 @@ def _draw(frame: torch.Tensor, ax) -> None:
 def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interval: int = 150):
     """An animation of image batches or point clouds as HTML that plays in notebooks and the book.
 
-    Returns an IPython HTML object made with matplotlib's `to_jshtml`.
+    Returns an IPython HTML object made by `player`: it needs no network.
     """
     from IPython.display import HTML
 
@@ -157,9 +172,47 @@ def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interva
             ax.set_title(labels[i])
 
     anim = animation.FuncAnimation(fig, show, frames=len(frames), interval=interval)
-    html = anim.to_jshtml(default_mode="once")
+    html = player(anim)
     plt.close(fig)
     return HTML(html)
+
+
+def player(anim: animation.Animation, default_mode: str = "once") -> str:
+    """matplotlib's `to_jshtml` player for `anim`, with controls that work offline (lab 00).
+
+    Every animation of the course goes through here (chapters 1 to 3 and their labs).
+    """
+    return _offline_controls(anim.to_jshtml(default_mode=default_mode))
+
+
+# matplotlib's player loads Font Awesome 4 from a CDN for its button icons; offline
+# the buttons would be blank. These are the same icons as inline SVG (16x16 boxes).
+_ICONS = {
+    "play": "M4 2v12l10-6z",
+    "pause": "M3 2h4v12H3zM9 2h4v12H9z",
+    "step-forward": "M3 2v12l8-6zM11 2h2v12h-2z",
+    "step-backward": "M13 2v12L5 8zM3 2h2v12H3z",
+    "fast-forward": "M1 2v12l6-6zM7 2v12l6-6zM13 2h2v12h-2z",
+    "fast-backward": "M15 2v12L9 8zM9 2v12L3 8zM1 2h2v12H1z",
+    "minus": "M2 7h12v2H2z",
+    "plus": "M2 7h12v2H2zM7 2h2v12H7z",
+}
+_FONT_AWESOME = re.compile(r'<link rel="stylesheet"\s+href="[^"]*font-awesome[^"]*">')
+_ICON = re.compile(r'<i class="fa fa-([a-z-]+)( fa-flip-horizontal)?"></i>')
+
+
+def _svg_icon(match: re.Match) -> str:
+    if match.group(1) not in _ICONS:
+        raise ValueError(f"matplotlib's animation player uses an icon without an SVG here: "
+                         f"{match.group(1)!r}; add it to gencourse.plot._ICONS")
+    flip = ' transform="matrix(-1 0 0 1 16 0)"' if match.group(2) else ""  # mirrored in its box
+    return (f'<svg width="1em" height="1em" viewBox="0 0 16 16" fill="currentColor" '
+            f'aria-hidden="true"><path{flip} d="{_ICONS[match.group(1)]}"/></svg>')
+
+
+def _offline_controls(html: str) -> str:
+    """`to_jshtml` output without its CDN stylesheet, its icons drawn as inline SVG."""
+    return _ICON.sub(_svg_icon, _FONT_AWESOME.sub("", html))
 
 
 def pareto(card, device: str = "cpu", ax=None, title: str | None = None):
@@ -169,13 +222,15 @@ def pareto(card, device: str = "cpu", ax=None, title: str | None = None):
     -- joined by a line. A row off the front is slower and worse than some row on it."""
     rows = [r for r in getattr(card, "rows", []) if device in r.ms]
     if not rows:
-        raise ValueError(f"the scorecard has no rows timed on {device!r}: pass evaluate.scorecard(...)'s result")
+        raise ValueError(f"the scorecard has no rows timed on {device!r}: "
+                         "pass evaluate.scorecard(...)'s result")
     fig, ax = _axes(ax, figsize=(6, 4))
     front = card.pareto(device)
     for r in rows:
         on = r.name in front
         ax.scatter(r.ms[device], r.frechet.ratio, s=60, color="C0" if on else "C7", zorder=3)
-        ax.annotate(r.name, (r.ms[device], r.frechet.ratio), textcoords="offset points", xytext=(6, 5), fontsize=9)
+        ax.annotate(r.name, (r.ms[device], r.frechet.ratio), textcoords="offset points", xytext=(6, 5),
+                    fontsize=9)
     points = sorted((card[n].ms[device], card[n].frechet.ratio) for n in front)
     ax.step([p[0] for p in points], [p[1] for p in points], where="post", color="C0", alpha=0.6,
             label="Pareto front")

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from . import autoregressive as ar
-from . import validate
+from . import plot, validate
 
 
 def _probs(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
@@ -67,7 +67,7 @@ def temperature_animation(logits: torch.Tensor, labels=None, temperatures=(0.25,
             ax.set_title(title, fontsize=10)
 
     anim = animation.FuncAnimation(fig, draw, frames=len(temperatures), interval=interval)
-    html = anim.to_jshtml(default_mode="loop")
+    html = plot.player(anim, default_mode="loop")
     plt.close(fig)
     return HTML(html)
 

@@ -1,21 +1,14 @@
 """The book: its configuration, its citations, and a full clean build.
 
 The fast tests read _config.yml, _toc.yml, the chapters and references.bib.
-The build test (marked `book`, a minute or so) runs
-
-    jupyter-book build <repo> --all -W -n --keep-going --path-output <tmp>
-
-with the jupyter-book next to this Python, into a temporary folder (so it
-never touches `make book`'s _build/), and then reads the HTML it wrote.
-Select it with `pytest -m book`, leave it out with `-m "not book"`.
+The build tests (marked `book`) read the HTML of the session's one build
+(the `book_build` fixture of tests/conftest.py, a few minutes), which
+tests/test_browser.py then opens in a browser.
+Select them with `pytest -m book`, leave them out with `-m "not book"`.
 """
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +18,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "book" / "references.bib"
 CITE_ROLE = re.compile(r"(?<!`)\{(?:cite|footcite)(?::[a-z]+)?\}`([^`]+)`")
 BIB_KEY = re.compile(r"^@(\w+)\s*\{\s*([^,\s]+)\s*,", re.MULTILINE)
-BUILD_TIMEOUT = 1200  # seconds; a cold build takes well under a minute today
 
 
 def config():
@@ -133,11 +125,6 @@ def test_one_bibliography_for_the_whole_book():
 
 # ----------------------------------------------------------------------------- the build
 
-def jupyter_book():
-    exe = Path(sys.executable).parent / ("jupyter-book.exe" if os.name == "nt" else "jupyter-book")
-    return str(exe) if exe.exists() else shutil.which("jupyter-book")
-
-
 def sphinx_warnings(log):
     """Lines of the build log that report a warning or an error from the build itself.
 
@@ -150,18 +137,10 @@ def sphinx_warnings(log):
             and not line.lstrip().startswith("[IPKernelApp]")]
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    exe = jupyter_book()
-    if exe is None:
-        pytest.skip("jupyter-book is not installed next to this Python")
-    out = tmp_path_factory.mktemp("book")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run(
-        [exe, "build", str(ROOT), "--all", "-W", "-n", "--keep-going", "--path-output", str(out)],
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT, env=env)
-    log = proc.stdout + "\n" + proc.stderr
-    return proc.returncode, log, out / "_build" / "html"
+@pytest.fixture
+def built(book_build):
+    """The one build of the session (tests/conftest.py), shared with tests/test_browser.py."""
+    return book_build
 
 
 @pytest.mark.book

@@ -187,3 +187,14 @@ def test_execute_stores_outputs_without_timestamps_and_refuses_labs(tmp_path, ca
     assert cli.main(["execute", str(lab)]) == 2
     assert "only existing notebooks in solutions/" in capsys.readouterr().err
     assert lab.read_bytes() == before
+
+
+def test_a_long_exercise_message_is_wrapped_to_fit_the_page():
+    """A lab's raise line stays under the page's line limit, and still says the whole message."""
+    text = "Exercise 1.5: " + "gather each token's log-probability, " * 3 + "then negate"
+    lines = labs.raise_lines("    ", text)
+    assert len(lines) > 1 and all(len(line) < labs.LINE_LIMIT for line in lines)
+    code = "\n".join(lines)
+    with pytest.raises(NotImplementedError) as error:
+        exec(compile("def f():\n" + code + "\nf()", "lab", "exec"), {})
+    assert str(error.value) == text

@@ -194,6 +194,20 @@ def test_strip_panels():
     assert fig._suptitle.get_text() == "process"
 
 
+def test_strip_fits_the_page_and_wraps_long_processes():
+    """Nine frames at 2.2 inches each would be 2000 px wide: they wrap into two rows of five."""
+    frames = [torch.rand(8, 1, 8, 8) for _ in range(9)]
+    fig = plot.strip(frames, labels=[str(i) for i in range(9)])
+    width, height = fig.get_size_inches()
+    assert width <= plot.PAGE_WIDTH + 1e-9 and height > width / 5
+    shown = [ax for ax in fig.axes if ax.get_images()]
+    assert len(shown) == 9 and len(fig.axes) == 10        # one empty panel closes the second row
+    assert [ax.get_title() for ax in shown] == [str(i) for i in range(9)]
+    assert plot.strip(frames[:3]).get_size_inches()[0] == pytest.approx(6.6)  # few frames keep size
+    with pytest.raises(ValueError, match="per_row"):
+        plot.strip(frames, per_row=0)
+
+
 def test_strip_single_frame_and_bad():
     assert len(plot.strip([torch.rand(2, 1, 4, 4)]).axes) == 1
     with pytest.raises(ValueError, match="frames"):
@@ -215,6 +229,16 @@ def test_animate_frames():
     assert plt.get_fignums() == []  # the figure behind the animation is closed
 
 
+def test_animate_plays_offline():
+    """matplotlib's player takes its icons from a CDN; ours draws them as inline SVG."""
+    html = plot.animate([torch.rand(2, 1, 8, 8) for _ in range(2)]).data
+    assert not re.search(r"(href|src)=[\"']https?:", html) and "font-awesome" not in html
+    assert 'class="fa' not in html, "every Font Awesome icon should be replaced"
+    buttons = re.findall(r"<button[^>]*>\s*(.*?)</button>", html, re.DOTALL)
+    assert len(buttons) == 9 and all(b.startswith("<svg") for b in buttons)
+    assert html.count("matrix(-1 0 0 1 16 0)") == 1     # "play backwards" is the mirrored play
+
+
 def test_animate_points():
     html = plot.animate([torch.randn(30, 2), torch.randn(30, 2)])
     assert len(re.findall(r'frames\[\d+\] = "data:image', html.data)) == 2
@@ -223,3 +247,16 @@ def test_animate_points():
 def test_animate_empty():
     with pytest.raises(ValueError, match="frames"):
         plot.animate([])
+
+
+def test_every_animation_goes_through_the_offline_player():
+    """A direct `to_jshtml` brings back the CDN icons: the book, the labs and the package use
+    plot.player (or plot.animate) instead."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [*(root / "gencourse").rglob("*.py"), *(root / "book").glob("*.md"),
+               *(root / "solutions").glob("*.ipynb")]
+    direct = [p.relative_to(root).as_posix() for p in sources
+              if "to_jshtml(" in p.read_text(encoding="utf-8") and p.name != "plot.py"]
+    assert not direct, f"these call to_jshtml directly; use gencourse.plot.player: {direct}"

@@ -4,6 +4,7 @@
     gencourse grade NOTEBOOK... [options]      score lab notebooks (see course/grading.py)
     gencourse workflow                         print a GitHub Actions workflow for learners' repos
     gencourse execute SOLUTION...              maintainers: re-run solutions, storing their outputs
+                                               (progress bars as text, see course/outputs.py)
 """
 
 import argparse
@@ -11,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from gencourse.course import grading, labs
+from gencourse.course import grading, labs, outputs
 
 GRADE_DESCRIPTION = """\
 Run each notebook with nbval (lax mode) on a copy in a temporary folder (your
@@ -158,6 +159,7 @@ def run_execute(args):
                        resources={"metadata": {"path": str(path.parent)}}).execute()
         for cell in nb.cells:  # timestamps would make every re-execution a diff of every cell
             cell.metadata.pop("execution", None)
+        outputs.widgets_as_text(nb)  # progress bars as text: the book reads them offline
         nbformat.write(nb, path)
         print(f"executed {path} in {time.perf_counter() - start:.0f} s")
     return 0

@@ -27,6 +27,7 @@ import copy
 import hashlib
 import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,7 @@ END = re.compile(r"^[ \t]*# END SOLUTION[ \t]*$")
 HINT = re.compile(r"^[ \t]*# HINT:")
 STEM = re.compile(r"^(?P<number>\d\d)_\w+$")
 MANIFEST = Path("gencourse") / "checks" / "manifest.json"
+LINE_LIMIT = 100  # a code line of a lab is shorter than this, so that it fits its box in the book
 
 HEADER = """\
 **Generated file.** This lab is generated from `solutions/{stem}.ipynb` by
@@ -70,7 +72,19 @@ def todo_lines(indent, lab_number, k, what, hints):
     """What replaces a region: the hints, then the raise, at the region's indent."""
     text = exercise_message(lab_number, k, what).replace("\\", "\\\\").replace('"', '\\"')
     out = [indent + h.lstrip() for h in hints]
-    return out + [f'{indent}raise NotImplementedError("{text}")']
+    return out + raise_lines(indent, text)
+
+
+def raise_lines(indent, text):
+    """`raise NotImplementedError("text")`, wrapped at spaces to stay under LINE_LIMIT."""
+    line = f'{indent}raise NotImplementedError("{text}")'
+    if len(line) < LINE_LIMIT:
+        return [line]
+    inner = indent + " " * 4
+    pieces = textwrap.wrap(text, LINE_LIMIT - len(inner) - 4, drop_whitespace=False,
+                           break_long_words=False, break_on_hyphens=False)
+    return ([f"{indent}raise NotImplementedError("] + [f'{inner}"{p}"' for p in pieces[:-1]]
+            + [f'{inner}"{pieces[-1]}")'])
 
 
 def transform_source(source, lab_number, first_k, filled=(), where="cell"):
