@@ -77,9 +77,8 @@ def _lab_budgets(images: str) -> dict[str, train.TrainConfig]:
 def recipes(images: str = "digits", progress: bool = False) -> dict[str, Recipe]:
     """The five recipes for `images` ('digits': the fast profile's sizes; 'mnist': the full one's), keyed
     by family in the source document's order (chapter 6, lab 06)."""
-    validate_images = evaluate.IMAGE_SETS
-    if images not in validate_images:
-        raise ValueError(f"images must be one of {sorted(validate_images)}, got {images!r}")
+    if images not in evaluate.IMAGE_SETS:
+        raise ValueError(f"images must be one of {sorted(evaluate.IMAGE_SETS)}, got {images!r}")
     levels, small = data.LEVELS[images], images == "digits"
     budgets = {k: replace(b, progress=progress) for k, b in _lab_budgets(images).items()}
     configs = {

@@ -523,6 +523,22 @@ class Scorecard:
         return front
 
 
+NEEDS = {None: ("exact", "bound", "n/a"), "any": ("exact", "bound"), "exact": ("exact",)}  # kinds each accepts
+
+
+def choose(card: Scorecard, max_ms: float, max_ratio: float, likelihood: str | None = None,
+           device: str = "cpu") -> str | None:
+    """The rules of chapter 6 (lab 06 has you write them): keep the rows that draw SCORE_BATCH samples within
+    `max_ms` on `device`, whose Frechet ratio is at most `max_ratio`, and whose likelihood the use accepts
+    (None: any or none; 'any': a bound or an exact one; 'exact'); of those, the best quality (lowest ratio),
+    ties to the faster. None when no row meets every constraint."""
+    if likelihood not in NEEDS:
+        raise ValueError(f"likelihood must be None, 'any' or 'exact' (what the use needs), got {likelihood!r}")
+    left = [r for r in card.rows if r.ms.get(device, math.inf) <= max_ms and r.frechet.ratio <= max_ratio
+            and r.likelihood in NEEDS[likelihood]]
+    return min(left, key=lambda r: (r.frechet.ratio, r.ms[device])).name if left else None
+
+
 def _bits(contender: Contender, images: torch.Tensor) -> float | None:
     model = contender.model
     if contender.bits_per_dim is not None:
@@ -534,12 +550,13 @@ def _bits(contender: Contender, images: torch.Tensor) -> float | None:
     return bits_per_dim(nats, math.prod(images.shape[1:]))
 
 
-def draw_samples(model: nn.Module, n: int, seed: int = 0, chunk: int = 500) -> torch.Tensor:
+def draw_samples(model: nn.Module, n: int, seed: int = 0, chunk: int = 500, **options) -> torch.Tensor:
     """n samples of `model` on the CPU, drawn `chunk` at a time from a generator seeded with `seed`:
-    the same samples on every run (chapter 6)."""
+    the same samples on every run (chapter 6). `options` go to `model.sample` (e.g. steps=20)."""
     validate.positive_int("n", n)
     g = torch.Generator().manual_seed(seed)
-    return torch.cat([model.sample(min(chunk, n - i), generator=g).cpu() for i in range(0, n, chunk)])
+    return torch.cat([model.sample(min(chunk, n - i), generator=g, **options).cpu()
+                      for i in range(0, n, chunk)])
 
 
 def score(name: str, contender, test_images: torch.Tensor, dataset: str = "digits", samples: int = 1000,

@@ -118,7 +118,7 @@ def test_check_passes_on_a_correct_answer(check, fn, capsys):
 @pytest.mark.parametrize("check, fn", [
     (checks.call_latency, evaluate.call_latency), (checks.frechet_from_features, evaluate.frechet_from_features),
     (checks.dequantized_bits_per_dim, evaluate.dequantized_bits_per_dim), (score_check, evaluate.score),
-    (checks.choose_model, checks.choose)], ids=lambda v: getattr(v, "__name__", ""))
+    (checks.choose_model, evaluate.choose)], ids=lambda v: getattr(v, "__name__", ""))
 def test_the_packages_own_functions_pass_their_checks(check, fn, capsys):
     passes_quietly(check, fn, capsys)
 
@@ -206,10 +206,12 @@ def test_choose_slips(switches, match):
 
 def test_choose_on_a_card_follows_every_rule():
     card = checks._synthetic_card()
-    assert checks.choose(card, math.inf, math.inf) == "diffusion"
-    assert checks.choose(card, 100.0, math.inf) == "gan"
-    assert checks.choose(card, math.inf, math.inf, "any") == "ar"
-    assert checks.choose(card, 100.0, math.inf, "exact") is None
+    assert evaluate.choose(card, math.inf, math.inf) == "diffusion"
+    assert evaluate.choose(card, 100.0, math.inf) == "gan"
+    assert evaluate.choose(card, math.inf, math.inf, "any") == "ar"
+    assert evaluate.choose(card, 100.0, math.inf, "exact") is None
     slower = copy.deepcopy(card)
     slower.rows[2].ms["cpu"] = 10.0
-    assert checks.choose(slower, 100.0, 2.8) == "slow gan"
+    assert evaluate.choose(slower, 100.0, 2.8) == "slow gan"
+    with pytest.raises(ValueError, match="likelihood must be None, 'any' or 'exact'"):
+        evaluate.choose(card, 100.0, 2.8, "bound")

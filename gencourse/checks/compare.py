@@ -3,8 +3,8 @@ features, bits per dimension of discrete images under a continuous density, one 
 a choice of family under constraints.
 
 Each check calls the learner's function on fixed inputs and compares it with the reference
-(gencourse.evaluate.call_latency, frechet_from_features, dequantized_bits_per_dim, score, and
-`choose` below, the rules chapter 6 states); before the generic "values differ" message it tries the
+(gencourse.evaluate.call_latency, frechet_from_features, dequantized_bits_per_dim, score and choose, the
+rules chapter 6 states); before the generic "values differ" message it tries the
 usual slips and names the one it recognises. `use` (from gencourse.checks) is re-exported here: the lab
 builds its scorecard with the learner's functions once they pass.
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
-
 import torch
 
 from .. import evaluate, flows, gan, vae
@@ -216,20 +214,6 @@ def score_row(fn, test_images: torch.Tensor) -> None:
 
 # ----------------------------------------------------------------------------- 6.5 a choice under constraints
 
-NEEDS = (None, "any", "exact")   # likelihood a use needs: none, a number (bound or exact), an exact one
-
-
-def choose(card: evaluate.Scorecard, max_ms: float, max_ratio: float, likelihood: str | None = None,
-           device: str = "cpu") -> str | None:
-    """The rules of chapter 6: keep the models that draw SCORE_BATCH samples within `max_ms` on `device`,
-    whose Frechet ratio is at most `max_ratio`, and that give the likelihood the use needs; of those, the
-    best quality (lowest ratio), ties to the faster. None when no model meets every constraint."""
-    kinds = {None: ("exact", "bound", "n/a"), "any": ("exact", "bound"), "exact": ("exact",)}[likelihood]
-    left = [r for r in card.rows if r.ms.get(device, math.inf) <= max_ms and r.frechet.ratio <= max_ratio
-            and r.likelihood in kinds]
-    return min(left, key=lambda r: (r.frechet.ratio, r.ms[device])).name if left else None
-
-
 def _synthetic_card() -> evaluate.Scorecard:
     def row(name, ms, ratio, likelihood):
         return evaluate.Row(name, 1000, 1.0, evaluate.Frechet(ratio, 1.0, 100), None if likelihood == "n/a" else 1.0,
@@ -257,7 +241,7 @@ def choose_model(fn) -> None:
     card = _synthetic_card()
     for max_ms, max_ratio, likelihood, lesson in SCENARIOS:
         got = call("6.5", fn, card, max_ms, max_ratio, likelihood)
-        want = choose(card, max_ms, max_ratio, likelihood)
+        want = evaluate.choose(card, max_ms, max_ratio, likelihood)
         if got != want:
             raise AssertionError(f"Exercise 6.5: with max_ms={max_ms}, max_ratio={max_ratio}, likelihood="
                                  f"{likelihood!r} the choice is {want!r}, you chose {got!r} ({lesson}). The "
