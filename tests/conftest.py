@@ -1,5 +1,5 @@
 """Shared test set-up: headless matplotlib, the fast profile unless told otherwise, one thread,
-and one build of the book per session (`book_build`).
+every check replayed as the grader would judge it, and one build of the book per session (`book_build`).
 
 The backend is chosen with matplotlib.use, not MPLBACKEND: notebook kernels that nbval starts inherit the
 environment, and they must keep the inline backend so that figures are displayed as in the stored outputs.
@@ -18,6 +18,9 @@ import torch
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("GENCOURSE_PROFILE", "fast")
+# Every graded check replays its own record at once and fails if the grader would judge it otherwise
+# (gencourse.checks.judge); notebook kernels that nbval starts inherit it too.
+os.environ.setdefault("GENCOURSE_CHECK_SELFTEST", "1")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,8 +1,10 @@
 """`gencourse grade` on synthetic labs (fast), then on the real lab 00 (when it exists)."""
 
 import copy
+import importlib
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -15,16 +17,21 @@ from gencourse.course import cli, grading, labs
 REPO = Path(__file__).resolve().parents[1]
 
 FAKE_CHECKS = '''\
+from gencourse.checks import call, graded
+
+@graded("gencourse.fake.square")
 def square(f):
-    assert f(3) == 9, "square(3) should be 9: multiply x by itself"
+    assert call("7.1", f, 3) == 9, "square(3) should be 9: multiply x by itself"
     print("square: ok")
 
+@graded("gencourse.fake.square")
 def square_float(f):
-    assert f(0.5) == 0.25, "square(0.5) should be 0.25"
+    assert call("7.1", f, 0.5) == 0.25, "square(0.5) should be 0.25"
     print("square_float: ok")
 
+@graded("gencourse.fake.cube")
 def cube(f):
-    assert f(2) == 8, "cube(2) should be 8: x * x * x"
+    assert call("7.2", f, 2) == 8, "cube(2) should be 8: x * x * x"
     print("cube: ok")
 '''
 
@@ -40,10 +47,10 @@ def fake_solution(checks_dir):
         new_markdown_cell("# Lab 7"),
         new_code_cell(f"import sys\nsys.path.insert(0, {str(checks_dir)!r})\nimport fakechecks as checks"),
         new_code_cell("def square(x):\n    # BEGIN SOLUTION: return x squared\n    return x * x\n    # END SOLUTION"),
-        new_code_cell("checks.square(square)", metadata=meta("fake.square", 2, 1)),
-        new_code_cell("checks.square_float(square)", metadata=meta("fake.square_float", 1, 1)),
+        new_code_cell("checks.square(square)", metadata=meta("fakechecks.square", 2, 1)),
+        new_code_cell("checks.square_float(square)", metadata=meta("fakechecks.square_float", 1, 1)),
         new_code_cell("def cube(x):\n    # BEGIN SOLUTION: return x cubed\n    return x ** 3\n    # END SOLUTION"),
-        new_code_cell("checks.cube(cube)", metadata=meta("fake.cube", 3, 2)),
+        new_code_cell("checks.cube(cube)", metadata=meta("fakechecks.cube", 3, 2)),
     ]
     for i, cell in enumerate(nb.cells):
         cell.id = f"c{i}"
@@ -80,8 +87,10 @@ def course(tmp_path_factory):
     """Folder with the fake checks, the manifest and every submission variant."""
     root = tmp_path_factory.mktemp("course")
     (root / "fakechecks.py").write_text(FAKE_CHECKS)
+    sys.path.insert(0, str(root))
+    importlib.import_module("fakechecks")  # the grader judges the records with these checks
     solution = fake_solution(root)
-    manifest = {"07_fake": labs.lab_checks(labs.make_lab(solution, "07_fake"), "07_fake", 2)}
+    manifest = {"07_fake": labs.lab_entry(labs.make_lab(solution, "07_fake"), "07_fake", 2)}
     (root / "manifest.json").write_text(json.dumps(manifest))
     for name, nb in variants(solution).items():
         (root / f"{name}.ipynb").write_bytes(labs.to_bytes(nb))
@@ -111,19 +120,19 @@ def test_solution_scores_full_marks(graded):
 def test_untouched_lab_fails_every_check_with_its_own_message(graded):
     checks = graded["07_fake"]["checks"]
     assert graded["07_fake"]["points"] == 0
-    assert {c["status"] for c in checks} == {"errored"}
+    assert {c["status"] for c in checks} == {"failed"}
     message = {c["id"]: c["message"] for c in checks}
-    assert message["fake.square"] == "NotImplementedError: Exercise 7.1: return x squared"
-    assert message["fake.cube"] == "NotImplementedError: Exercise 7.2: return x cubed"
+    assert message["fakechecks.square"].startswith("Exercise 7.1 is not done yet: square still raises")
+    assert message["fakechecks.cube"].startswith("Exercise 7.2 is not done yet: cube still raises")
 
 
 def test_nbval_tags_on_check_cells_are_ignored(graded):
-    assert set(statuses(graded["07_fake_tagged"]).values()) == {"errored"}
+    assert set(statuses(graded["07_fake_tagged"]).values()) == {"failed"}
 
 
 def test_one_exercise_filled_passes_exactly_its_checks(graded):
-    assert statuses(graded["07_fake_one"]) == {"fake.square": "passed", "fake.square_float": "passed",
-                                               "fake.cube": "errored"}
+    assert statuses(graded["07_fake_one"]) == {"fakechecks.square": "passed", "fakechecks.square_float": "passed",
+                                               "fakechecks.cube": "failed"}
 
 
 def test_renamed_submission_found_by_its_check_ids(graded):
@@ -131,25 +140,25 @@ def test_renamed_submission_found_by_its_check_ids(graded):
 
 
 def test_tampered_check_scores_zero_and_is_flagged(graded):
-    square = next(c for c in graded["07_fake_tampered"]["checks"] if c["id"] == "fake.square")
+    square = next(c for c in graded["07_fake_tampered"]["checks"] if c["id"] == "fakechecks.square")
     assert square["status"] == "tampered" and square["points"] == 0 and "changed" in square["message"]
     assert graded["07_fake_tampered"]["points"] == 4
 
 
 def test_deleted_check_counts_as_failed(graded):
-    assert statuses(graded["07_fake_deleted"])["fake.cube"] == "missing"
+    assert statuses(graded["07_fake_deleted"])["fakechecks.cube"] == "missing"
     assert graded["07_fake_deleted"]["points"] == 3 and graded["07_fake_deleted"]["max_points"] == 6
 
 
 def test_syntax_error_is_reported(graded):
     nb = graded["07_fake_syntax"]
-    assert statuses(nb)["fake.cube"] == "errored" and nb["points"] == 3
+    assert statuses(nb)["fakechecks.cube"] == "errored" and nb["points"] == 3
     assert any("SyntaxError" in e for e in nb["cell_errors"])
 
 
 def test_kernel_death_leaves_later_checks_not_reached(graded):
     nb = graded["07_fake_died"]
-    assert statuses(nb) == {"fake.square": "passed", "fake.square_float": "passed", "fake.cube": "not reached"}
+    assert statuses(nb) == {"fakechecks.square": "passed", "fakechecks.square_float": "passed", "fakechecks.cube": "not reached"}
     assert "kernel" in nb["checks"][-1]["message"] and nb["exit_code"] == 0
 
 
@@ -177,6 +186,32 @@ def test_endless_loop_times_out_and_later_checks_still_run(course, capsys):
     assert "not reached" in out and "timed out" in out
     assert "passed" in out  # exercise 2 does not depend on the endless loop
     assert code == 0  # 3 of 6 points
+
+
+def test_a_cell_that_times_out_is_shown_beside_the_check_after_it(course, tmp_path, capsys):
+    """An exercise cell that ends in an endless loop: its function exists, so its check may pass, but the
+    table and the Markdown report say, beside that check, that the cell before it timed out."""
+    nb = nbformat.read(course / "07_fake_solution.ipynb", as_version=4)
+    nb.cells[cell_with(nb, "def square")].source = "def square(x):\n    return x * x\n\nwhile True:\n    pass"
+    path = tmp_path / "07_fake.ipynb"
+    path.write_bytes(labs.to_bytes(nb))
+    cli.main(["grade", str(path), "--cell-timeout", "2", "--manifest", str(course / "manifest.json"),
+              "--markdown", str(tmp_path / "g.md")])
+    out = capsys.readouterr().out.splitlines()
+    square = next(i for i, line in enumerate(out) if line.strip().endswith("fakechecks.square"))
+    assert "before it, code cell 1: timed out" in out[square - 1]
+    assert "before it, code cell 1: timed out" in next(line for line in (tmp_path / "g.md").read_text()
+                                                       .splitlines() if "`fakechecks.square`" in line)
+
+
+def test_jobs_grade_in_parallel_with_the_same_verdicts(course, capsys):
+    names = ["07_fake_solution", "07_fake", "07_fake_one"]
+    paths = [str(course / f"{n}.ipynb") for n in names]
+    one = grading.grade(paths, course / "manifest.json", jobs=1, seed=7)
+    two = grading.grade(paths, course / "manifest.json", jobs=2, seed=7)
+    assert [statuses(n) for n in one["notebooks"]] == [statuses(n) for n in two["notebooks"]]
+    assert [n["path"] for n in two["notebooks"]] == paths  # in the order given
+    assert cli.main(["grade", *paths, "--jobs", "0"]) == grading.EXIT_USAGE
 
 
 def test_notebook_timeout_stops_the_run(course, capsys):
@@ -211,8 +246,15 @@ def test_bad_input_gets_a_report_and_its_exit_code(course, tmp_path, capsys, nam
                      "--json", str(tmp_path / "g.json")]) == code
     out = capsys.readouterr()
     assert "problem:" in out.out and "Traceback" not in out.out + out.err
-    notebook = json.loads((tmp_path / "g.json").read_text())["notebooks"][0]
+    last = out.out.strip().splitlines()[-1]
+    assert "NOT GRADED" in last and ": PASSED" not in last, last  # never summed up as passed
+    report = json.loads((tmp_path / "g.json").read_text())
+    notebook = report["notebooks"][0]
     assert notebook["exit_code"] == code and notebook["problem"]
+    assert report["verdict"] == notebook["verdict"] == "NOT GRADED" and not report["passed"]
+    assert cli.main(["grade", str(path), "--manifest", str(course / "manifest.json"),
+                     "--markdown", str(tmp_path / "g.md")]) == code
+    assert "NOT GRADED" in (tmp_path / "g.md").read_text().splitlines()[0]
 
 
 def test_grader_trouble_is_exit_7_with_a_report(course, monkeypatch, capsys):
@@ -308,4 +350,4 @@ def test_lab00_untouched_lab_fails_every_check(graded_lab00):
 def test_lab00_first_exercise_filled_passes_exactly_its_checks(graded_lab00):
     notebooks, entry = graded_lab00
     passed = {c["id"] for c in notebooks["first"]["checks"] if c["status"] == "passed"}
-    assert passed == {i for i, spec in entry.items() if spec["exercise"] == 1}
+    assert passed == {i for i, spec in entry["checks"].items() if spec["exercise"] == 1}

@@ -106,10 +106,19 @@ def test_lab_has_header_cleared_outputs_and_numbered_exercises(course):
 
 def test_manifest_lists_checks_with_hash_points_exercise(course):
     manifest = json.loads((course / labs.MANIFEST).read_text())
-    entry = manifest["07_fake"]
+    entry = manifest["07_fake"]["checks"]
+    lab = lab_of(course)
     assert entry["fake.square"] == {"sha256": labs.source_hash("checks.square(square)  \n"),
-                                    "points": 2, "exercise": 1}
+                                    "points": 2, "exercise": 1, "function": "square",
+                                    "cells": [lab.cells[2].id]}
     assert entry["fake.value"]["exercise"] == 2 and entry["fake.value"]["points"] == 1
+
+
+def test_manifest_holds_the_hashes_of_the_labs_own_code(course):
+    """The grader tells the learner's code from the lab's by these hashes (checks excluded)."""
+    manifest = json.loads((course / labs.MANIFEST).read_text())
+    code = [c for c in lab_of(course).cells if c.cell_type == "code" and "gencourse" not in c.metadata]
+    assert manifest["07_fake"]["code"] == sorted({labs.source_hash(c.source) for c in code})
 
 
 def test_generation_is_byte_stable(course):

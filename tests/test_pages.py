@@ -14,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from gencourse.course.labs import LINE_LIMIT
@@ -131,3 +132,13 @@ def test_chapter_code_lines_are_found():
     lines = [line for _, line in chapter_code_lines(chapter)]
     assert any("import torch" in line for line in lines)
     assert not any(line.startswith("# ") and "Autoregressive" in line for line in lines)
+
+
+def test_usings_example_exercise_is_one_a_lab_has():
+    """book/using.md shows a learner what a TODO looks like: it is a real one, word for word."""
+    text = (ROOT / "book" / "using.md").read_text(encoding="utf-8")
+    example = re.search(r"## How a lab is laid out.*?```python\n(.*?)```", text, re.S).group(1).strip()
+    number = re.search(r'"Exercise (\d+)\.\d+', example).group(1)
+    lab = next((ROOT / "labs").glob(f"{int(number):02d}_*.ipynb"))
+    sources = [c.source for c in nbformat.read(lab, as_version=4).cells if c.cell_type == "code"]
+    assert any(source.strip() == example for source in sources), f"not a cell of {lab.name}"

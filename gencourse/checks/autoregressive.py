@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import autoregressive as ar
-from . import call, close, describe, expect_tensor, fixed, mismatch, passed, recognise, seeded
+from . import call, close, describe, expect_tensor, fixed, graded, mismatch, observe, passed, recognise, seeded
 
 
 def _qkv(seed: int, shape=(2, 3, 5, 8)):
@@ -72,6 +72,7 @@ def _leak(leak: tuple[int, int]) -> AssertionError:
                           "changing a later token changed an earlier output. Keys j > t must get -inf.")
 
 
+@graded("gencourse.autoregressive.attention")
 def attention(fn) -> None:
     """Exercise 1.1: scaled dot-product attention with a causal mask."""
     q, k, v = _qkv(seed=11)
@@ -109,6 +110,7 @@ class _Recorder(torch.nn.Module):
         return self.gpt(tokens)
 
 
+@graded("gencourse.autoregressive.next_token_loss")
 def next_token_loss(fn) -> None:
     """Exercise 1.2: the next-token loss, inputs and targets shifted by one."""
     model = _Recorder()
@@ -118,9 +120,9 @@ def next_token_loss(fn) -> None:
     if not isinstance(got, torch.Tensor) or got.dim() != 0:
         raise AssertionError(f"Exercise 1.2: return one number, the MEAN loss over all positions and "
                              f"sequences (a 0-d tensor), got {describe(got)}")
-    if not model.seen:
+    seen = observe("the model's first input", lambda: model.seen[0] if model.seen else None)
+    if seen is None:
         raise AssertionError("Exercise 1.2: call the model (logits_fn) on the inputs to get the logits.")
-    seen = model.seen[0]
     if seen.shape == window.shape:
         raise AssertionError("Exercise 1.2: the model read the whole window (B, T + 1). Feed it window[:, :-1]: "
                              "the last token has nothing after it to predict.")
@@ -181,6 +183,7 @@ def _expect_frequencies(got, want, where: str, formula: str, slips=()) -> None:
                                             f"{want.numpy().round(3)}.")
 
 
+@graded("gencourse.autoregressive.sample_next")
 def sample_next(fn) -> None:
     """Exercise 1.3: sampling with temperature and top-k."""
     plain = _frequencies(fn, temperature=1.0)
@@ -216,6 +219,7 @@ def _images(seed: int, n: int = 5) -> torch.Tensor:
     return (torch.rand(n, 1, 8, 8, generator=seeded(seed)) < 0.4).float()
 
 
+@graded("gencourse.autoregressive.image_to_tokens")
 def image_to_tokens(fn) -> None:
     """Exercise 1.4: a binary image as a sequence of pixel tokens in raster order."""
     x = _images(14)
@@ -241,6 +245,7 @@ def image_to_tokens(fn) -> None:
     passed("images become 64-token sequences in raster order")
 
 
+@graded("gencourse.autoregressive.bits_per_dim")
 def bits_per_dim(fn) -> None:
     """Exercise 1.5: exact log-likelihood of pixel sequences, in bits per dimension."""
     logits = torch.randn(5, 64, 2, generator=seeded(15))

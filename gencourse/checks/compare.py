@@ -16,11 +16,12 @@ import time
 import torch
 
 from .. import evaluate, flows, gan, vae
-from . import call, close, fixed, mismatch, passed, seeded, use  # noqa: F401  (use: lab)
+from . import call, close, fixed, graded, mismatch, observe, passed, seeded, use  # noqa: F401  (use: lab)
 
 
 # ----------------------------------------------------------------------------- 6.1 latency
 
+@graded("gencourse.evaluate.call_latency")
 def call_latency(fn) -> None:
     """Exercise 6.1: fn(step, warmup, repeats, synchronize) -> the median ms of the timed calls."""
     log = []
@@ -34,6 +35,7 @@ def call_latency(fn) -> None:
         log.append("sync")
 
     got = call("6.1", fn, step, 1, 3, synchronize)
+    log = observe("the calls made", lambda: list(log))
     calls = log.count("call")
     if calls != 4:
         raise AssertionError(f"Exercise 6.1: with warmup=1 and repeats=3, fn should be called 4 times (one "
@@ -66,6 +68,7 @@ def _features(n: int, seed: int, shift: float, scale: float) -> torch.Tensor:
     return torch.randn(n, 5, generator=g) @ mix + shift
 
 
+@graded("gencourse.evaluate.frechet_from_features")
 def frechet_from_features(fn) -> None:
     """Exercise 6.2: the Frechet distance between Gaussians fitted to two feature sets."""
     f1, f2 = _features(4000, 1, 0.0, 1.0), _features(3000, 2, 0.5, 1.6)
@@ -115,6 +118,7 @@ def _tilted(y: torch.Tensor) -> torch.Tensor:
     return torch.log(2 * y.clamp(min=1e-6)).flatten(1).sum(1)
 
 
+@graded("gencourse.evaluate.dequantized_bits_per_dim")
 def dequantized_bits_per_dim(fn) -> None:
     """Exercise 6.3: bits per dimension of discrete images under a density on [0, 1)^D."""
     levels, x = 17, _discrete_images(17, 3)
@@ -162,6 +166,7 @@ def _tiny_contenders():
                                        likelihood="bound")}
 
 
+@graded("gencourse.evaluate.score")
 def score_row(fn, test_images: torch.Tensor) -> None:
     """Exercise 6.4: fn(name, contender, test_images, dataset, samples, seed, repeats) -> evaluate.Row."""
     x = test_images[:100]
@@ -236,6 +241,7 @@ SCENARIOS = [  # (max_ms, max_ratio, likelihood, what the scenario teaches)
 ]
 
 
+@graded("gencourse.evaluate.choose")
 def choose_model(fn) -> None:
     """Exercise 6.5: fn(card, max_ms, max_ratio, likelihood) -> a row's name or None, by the chapter's rules."""
     card = _synthetic_card()

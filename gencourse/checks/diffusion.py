@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import diffusion
-from . import call, close, describe, expect_tensor, fixed, mismatch, passed, seeded
+from . import call, close, describe, expect_tensor, fixed, graded, mismatch, passed, seeded
 
 
 def _schedule() -> diffusion.NoiseSchedule:
@@ -46,6 +46,7 @@ def _add_noise_slips(s: diffusion.NoiseSchedule, x0: torch.Tensor, eps: torch.Te
     return slips
 
 
+@graded("gencourse.diffusion.NoiseSchedule.add_noise")
 def add_noise(fn) -> None:
     """Exercise 2.1: xt = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps, t one step per example."""
     s = _schedule()
@@ -77,6 +78,7 @@ def _loss_slips(net, s: diffusion.NoiseSchedule, x0, t, eps) -> list:
     ]
 
 
+@graded("gencourse.diffusion.noise_prediction_loss")
 def noise_prediction_loss(fn) -> None:
     """Exercise 2.2: mean squared error between eps and denoiser(xt, t)."""
     s = _schedule()
@@ -125,6 +127,7 @@ def _ddpm_slips(s: diffusion.NoiseSchedule, xt, eps_pred, t: int, noise) -> list
     ]
 
 
+@graded("gencourse.diffusion.NoiseSchedule.step")
 def ddpm_step(fn) -> None:
     """Exercise 2.3: one ancestral step x_t -> x_{t-1} with the posterior variance; no noise at t = 0."""
     s = _schedule()
@@ -172,6 +175,7 @@ def _ddim_slips(s: diffusion.NoiseSchedule, xt, eps_pred, t: int, t_prev: int, e
     return slips
 
 
+@graded("gencourse.diffusion.NoiseSchedule.ddim_step")
 def ddim_step(fn) -> None:
     """Exercise 2.4: a DDIM step to any earlier t_prev, eta = 0 and eta > 0, and to t_prev = -1."""
     s = _schedule()
@@ -191,6 +195,7 @@ def ddim_step(fn) -> None:
 
 # ----------------------------------------------------------------------------- 2.5 guidance
 
+@graded("gencourse.diffusion.guided_noise")
 def guidance(fn) -> None:
     """Exercise 2.5: eps_uncond + scale * (eps_cond - eps_uncond)."""
     eps_uncond, eps_cond = _randn(4, 1, 8, 8, seed=12), _randn(4, 1, 8, 8, seed=13)

@@ -15,7 +15,7 @@ import math
 import torch
 
 from .. import flows
-from . import call, close, describe, expect_tensor, fixed, mismatch, passed, seeded, use  # noqa: F401  (use: lab)
+from . import call, close, describe, expect_tensor, fixed, gradients, graded, mismatch, passed, seeded, use  # noqa: F401  (use: lab)
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -31,6 +31,7 @@ def _no_grad_message(exercise: str, what: str, inputs: str) -> str:
 
 # ----------------------------------------------------------------------------- 5.1 change of variables
 
+@graded("gencourse.flows.affine_log_prob")
 def affine_log_prob(fn) -> None:
     """Exercise 5.1: log p(x) for z = a x + b ~ N(0, I) elementwise: sum of log N(z) + log|a|."""
     x = _randn(6, 3, seed=1)
@@ -62,7 +63,7 @@ def affine_log_prob(fn) -> None:
             ]
             raise mismatch("5.1", "log p(x)", got, want, "for the test x, a and b", slips, dims=("example",),
                            hint="log p(x) = sum over dimensions of log N(a x + b; 0, 1) + log|a|.")
-    grads = torch.autograd.grad(got.sum(), [a, b], allow_unused=True) if got.requires_grad else (None, None)
+    grads = gradients("the gradient of log p(x) with respect to a and b", got.sum(), [a, b])
     if any(g is None for g in grads):
         raise AssertionError(_no_grad_message("5.1", "log p(x)", "a and b"))
     passed("the change of variables is right: the base density at z plus log|dz/dx|")
@@ -122,6 +123,7 @@ def _pair(exercise: str, out, shape, what: str):
     return expect_tensor(exercise, what, y, shape), expect_tensor(exercise, "log_det", ld, (shape[0],))
 
 
+@graded("gencourse.flows.affine_coupling")
 def affine_coupling(fn) -> None:
     """Exercise 5.2: forward y = m x + (1 - m)(x exp(s) + t), log|det| = sum (1 - m) s; and its inverse."""
     mask, st = _coupling_parts()
@@ -142,8 +144,8 @@ def affine_coupling(fn) -> None:
         if not y.requires_grad:
             raise AssertionError(_no_grad_message("5.2", "the output", "x and the network"))
     x = _randn(5, 4, seed=5)
-    y, ld = fn(x, mask, st)
-    back, ld_back = fn(y, mask, st, reverse=True)
+    y, ld = _pair("5.2", call("5.2", fn, x, mask, st), (5, 4), "the output")
+    back, ld_back = _pair("5.2", call("5.2", fn, y, mask, st, reverse=True), (5, 4), "the output of reverse=True")
     if not close(back, x, atol=1e-5):
         raise AssertionError("Exercise 5.2: reverse=True does not undo the forward map: fn(fn(x)[0], reverse=True)[0] "
                              "should give x back.")
@@ -152,6 +154,7 @@ def affine_coupling(fn) -> None:
 
 # ----------------------------------------------------------------------------- 5.3 ActNorm's initialisation
 
+@graded("gencourse.flows.actnorm_init")
 def actnorm_init(fn) -> None:
     """Exercise 5.3: bias = -mean and log_scale = -log(std + eps) per channel (dim 1), over batch and positions."""
     for shape, where in (((32, 3), "vectors (B, C)"), ((8, 3, 4, 4), "images (B, C, H, W)")):
@@ -197,6 +200,7 @@ def _toy_flow() -> flows.Flow:
     return fixed(build, seed=70)
 
 
+@graded("gencourse.flows.log_prob", "gencourse.flows.Flow.log_prob")
 def log_prob(fn) -> None:
     """Exercise 5.4: log N(z) + the sum of every layer's log-determinant, z the last layer's output."""
     flow = _toy_flow()
@@ -231,6 +235,7 @@ def _energy(x):
     return flows.double_well(x)
 
 
+@graded("gencourse.flows.reverse_kl_loss")
 def reverse_kl_loss(fn) -> None:
     """Exercise 5.5: mean over z of energy(x) + log q(x), x = flow^-1(z), log q(x) = log N(z) - log|det dx/dz|."""
     flow = _toy_flow().train()
@@ -264,7 +269,7 @@ def reverse_kl_loss(fn) -> None:
                            hint="x, log|det dx/dz| = flow.inverse_and_log_det(z); log q(x) = log N(z) - that.")
     if not got.requires_grad:
         raise AssertionError(_no_grad_message("5.5", "the loss", "the flow's weights"))
-    grads = torch.autograd.grad(got, list(flow.parameters()), allow_unused=True)
+    grads = gradients("the gradient of the loss with respect to the flow's weights", got, list(flow.parameters()))
     wants = torch.autograd.grad(flows.reverse_kl_loss(flow, _energy, z), list(flow.parameters()), allow_unused=True)
     if not all((g is None and w is None) or (g is not None and w is not None and close(g, w, 1e-3, 1e-4))
                for g, w in zip(grads, wants)):

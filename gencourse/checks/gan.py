@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import data, evaluate, gan, train
-from . import call, close, describe, fixed, mismatch, passed, recognise, seeded, use  # noqa: F401  (use: for the lab)
+from . import call, close, describe, fixed, gradients, graded, mismatch, observe, passed, recognise, seeded, use  # noqa: F401  (use: for the lab)
 
 
 def _randn(*shape, seed: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -46,7 +46,7 @@ def _scalar_loss(exercise: str, got, inputs: str) -> torch.Tensor:
 def _gradients(exercise: str, got: torch.Tensor, want: torch.Tensor, inputs: dict) -> None:
     """The learner's loss must send to each input the gradient the reference sends."""
     tensors = list(inputs.values())
-    mine = torch.autograd.grad(got, tensors, allow_unused=True, retain_graph=True)
+    mine = gradients("the gradient of the loss", got, tensors)
     ref = torch.autograd.grad(want, tensors, allow_unused=True, retain_graph=True)
     for (name, _), g, r in zip(inputs.items(), mine, ref):
         if g is None or (not g.any() and r.any()):
@@ -84,7 +84,7 @@ def _stable(exercise: str, fn, args: dict, reference) -> None:
         raise AssertionError(f"Exercise {exercise}: your loss is right for moderate logits, but for {shown} it is "
                              f"{_number(got.detach())}, expected {_number(want.detach())}. {_STABLE}{clipped}")
     if got.requires_grad:
-        grads = torch.autograd.grad(got, list(inputs.values()), allow_unused=True)
+        grads = gradients("the gradient of the loss on large logits", got, list(inputs.values()))
         if any(g is not None and not torch.isfinite(g).all() for g in grads):
             raise AssertionError(f"Exercise {exercise}: your loss is right for {shown}, but its gradient there holds "
                                  f"NaN or inf. {_STABLE}")
@@ -121,6 +121,7 @@ def _discriminator_slips(real: torch.Tensor, fake: torch.Tensor) -> list:
     ]
 
 
+@graded("gencourse.gan.discriminator_loss")
 def discriminator_loss(fn) -> None:
     """Exercise 3.1: softplus(-real).mean() + softplus(fake).mean(), from logits, stable for large logits."""
     real = _randn(16, seed=1, scale=2.0, shift=1.0).requires_grad_()
@@ -159,6 +160,7 @@ def _generator_slips(fake: torch.Tensor) -> list:
     ]
 
 
+@graded("gencourse.gan.generator_loss")
 def generator_loss(fn) -> None:
     """Exercise 3.2: the non-saturating loss softplus(-fake).mean(), stable for large logits."""
     fake = _randn(16, seed=3, scale=2.0, shift=-1.0).requires_grad_()
@@ -263,11 +265,15 @@ _STEP_SLIPS = [
 ]
 
 
-def _state(model: gan.GAN, out: dict) -> torch.Tensor:
+def _weights(model: gan.GAN) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def _state(weights: dict, out: dict) -> torch.Tensor:
     """Both returned losses and every weight, as one vector."""
     values = [torch.as_tensor(out["loss"]).detach().double().reshape(1),
               torch.as_tensor(out["g_loss"]).detach().double().reshape(1)]
-    return torch.cat(values + [p.detach().double().flatten() for p in model.parameters()])
+    return torch.cat(values + [p.double().flatten() for p in weights.values()])
 
 
 def _replay(base: gan.GAN, play, rounds: list) -> torch.Tensor:
@@ -275,7 +281,7 @@ def _replay(base: gan.GAN, play, rounds: list) -> torch.Tensor:
     out = None
     for real, z_d, z_g in rounds:
         out = fixed(lambda: play(model, real, z_d, z_g, opt_d, opt_g), seed=32)
-    return _state(model, out)
+    return _state(_weights(model), out)
 
 
 def _learner_round(fn, model, opt_d, opt_g, real, z_d, z_g) -> dict:
@@ -305,6 +311,7 @@ def _losses(out, n: int) -> None:
                                  f"got {describe(value)} in round {n}.")
 
 
+@graded("gencourse.gan.adversarial_step")
 def adversarial_step(fn) -> None:
     """Exercise 3.3: a discriminator step on real vs detached G(z_d), then a generator step on G(z_g)."""
     base = _tiny_gan()
@@ -313,24 +320,27 @@ def adversarial_step(fn) -> None:
     reached = []   # one entry per backward pass that reaches the generator's weights
     first = next(mine[0].generator.parameters())
     first.register_hook(lambda grad: reached.append(1))
+    after = _weights(mine[0])
     for n, (real, z_d, z_g) in enumerate(rounds, start=1):
-        before = {name: p.detach().clone() for name, p in mine[0].named_parameters()}
+        before = after
         reached.clear()
         out = _learner_round(fn, *mine, real, z_d, z_g)
         _losses(out, n)
-        if len(reached) > 1:
+        passes = observe(f"backward passes that reached G in round {n}", lambda: len(reached))
+        after = observe(f"your players' weights after round {n}", lambda: _weights(mine[0]))
+        if passes > 1:
             raise AssertionError(
                 "Exercise 3.3: the discriminator's step backpropagates into the generator: the fakes it judges are "
                 "not detached. Its backward then does wasted work in G and leaves there gradients of the "
                 "DISCRIMINATOR's loss, which push G the wrong way unless they are cleared. Cut the fakes from the "
                 "generator's graph (.detach()) before the discriminator sees them in its step.")
-        if not reached:
+        if not passes:
             raise AssertionError(
                 "Exercise 3.3: no gradient reached the generator: its loss must be computed on fakes that are "
                 "still attached to G (not detached, not made under torch.no_grad()), so that backward reaches G's "
                 "weights.")
         ref = fixed(lambda: gan.adversarial_step(*want[:1], real, z_d, z_g, *want[1:]), seed=32)
-        got_state, want_state = _state(mine[0], out), _state(want[0], ref)
+        got_state, want_state = _state(after, out), _state(_weights(want[0]), ref)
         if close(got_state, want_state):
             continue
         slips = [(_replay(base, play, rounds[:n]), message) for play, message in _STEP_SLIPS]
@@ -350,10 +360,10 @@ def adversarial_step(fn) -> None:
             raise mismatch("3.3", "out[\"g_loss\"]", torch.as_tensor(out["g_loss"]).reshape(()), ref["g_loss"],
                            where, hint="\"g_loss\" is model.g_loss on fresh fakes G(z_g), judged by the "
                                        "discriminator after its step.")
-        for (name, got_p), want_p in zip(mine[0].named_parameters(), want[0].parameters()):
+        for (name, got_p), want_p in zip(after.items(), want[0].parameters()):
             if not close(got_p, want_p):
                 player = name.split(".")[0]
-                still = "" if not torch.equal(got_p.detach(), before[name]) else \
+                still = "" if not torch.equal(got_p, before[name]) else \
                     f" Your step did not change them at all: does opt_{player[0]}.step() run, on the right loss?"
                 raise AssertionError(f"Exercise 3.3: the losses are right {where}, but after your step the "
                                      f"{player}'s weights {name.split('.', 1)[1]} differ from the reference's."
@@ -434,6 +444,7 @@ def _coverage_slips(points, modes, std, within, min_share) -> list:
     return slips
 
 
+@graded("gencourse.evaluate.mode_coverage")
 def mode_coverage(fn) -> None:
     """Exercise 3.4: (modes with at least min_share of the samples within within * std, share of samples near any)."""
     modes, std = data.ring_modes(), data.RING_STD
@@ -500,6 +511,7 @@ def _r1_slips(critic, real: torch.Tensor) -> list:
     return slips
 
 
+@graded("gencourse.gan.r1_penalty")
 def r1_penalty(fn) -> None:
     """Exercise 3.5: mean over the batch of ||grad_x D(x)||^2, differentiable with respect to D's weights."""
     # images first: with 2-D points, the mean over all entries would be half the penalty, like a stray factor 1/2
@@ -524,7 +536,7 @@ def r1_penalty(fn) -> None:
                 "torch.autograd.grad to build a graph of the gradient (create_graph=True), and do not .detach() "
                 "or .item() the result.")
         params = list(critic.parameters())
-        mine = torch.autograd.grad(got, params, allow_unused=True, retain_graph=True)
+        mine = gradients(f"the gradient of the penalty for {kind}", got, params)
         ref = torch.autograd.grad(want, params, allow_unused=True)
         if any(g is None or not close(g, r, rtol=1e-3, atol=1e-5) for g, r in zip(mine, ref) if r is not None):
             raise AssertionError(f"Exercise 3.5: your penalty has the right value for {kind}, but its gradient with "

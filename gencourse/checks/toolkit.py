@@ -10,13 +10,14 @@ import math
 import torch
 
 from .. import baselines
-from . import call, close, expect_tensor, mismatch, passed, seeded
+from . import call, close, expect_tensor, graded, mismatch, passed, seeded
 
 
 def _binary_images(n: int, seed: int) -> torch.Tensor:
     return (torch.rand(n, 1, 8, 8, generator=seeded(seed)) < torch.linspace(0.05, 0.9, 64).view(1, 1, 8, 8)).float()
 
 
+@graded("gencourse.baselines.pixel_probabilities")
 def pixel_probabilities(fn) -> None:
     """Exercise 0.1: per-pixel probabilities with Laplace smoothing."""
     x = _binary_images(40, seed=1)
@@ -34,6 +35,7 @@ def pixel_probabilities(fn) -> None:
     passed("pixel probabilities are right, smoothing included")
 
 
+@graded("gencourse.baselines.bernoulli_nll")
 def bernoulli_nll(fn) -> None:
     """Exercise 0.2: negative log-likelihood of images under independent Bernoulli pixels."""
     x = _binary_images(6, seed=2)

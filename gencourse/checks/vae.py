@@ -14,11 +14,10 @@ import copy
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import diffusion, train, vae
-from . import call, close, describe, expect_tensor, fixed, mismatch, passed, seeded, use  # noqa: F401  (use: lab)
+from . import call, close, describe, expect_tensor, fixed, gradients, graded, mismatch, observe, passed, seeded, use  # noqa: F401  (use: lab)
 
 
 def _randn(*shape, seed: int, scale: float = 1.0, shift: float = 0.0) -> torch.Tensor:
@@ -36,7 +35,7 @@ def _grads(out: torch.Tensor, inputs: list) -> tuple:
 def _gradients(exercise: str, got: torch.Tensor, want: torch.Tensor, inputs: dict, what: str) -> None:
     """The learner's `what` must send to each input the gradient the reference sends."""
     tensors = list(inputs.values())
-    mine = _grads(got.sum(), tensors)
+    mine = gradients(f"the gradient of {what}", got.sum(), tensors)
     ref = _grads(want.sum(), tensors)
     for (name, _), g, r in zip(inputs.items(), mine, ref):
         if g is None or (not g.any() and r.any()):
@@ -51,6 +50,7 @@ def _gradients(exercise: str, got: torch.Tensor, want: torch.Tensor, inputs: dic
 
 # ----------------------------------------------------------------------------- 4.1 the reparameterised sample
 
+@graded("gencourse.vae.reparameterize")
 def reparameterize(fn) -> None:
     """Exercise 4.1: z = mu + exp(logvar / 2) * eps, differentiable in mu and logvar."""
     mu = _randn(6, 3, seed=1).requires_grad_()
@@ -81,6 +81,7 @@ def reparameterize(fn) -> None:
 
 # ----------------------------------------------------------------------------- 4.2 the Gaussian KL
 
+@graded("gencourse.vae.gaussian_kl")
 def gaussian_kl(fn) -> None:
     """Exercise 4.2: KL(N(mu, sigma^2) || N(0, I)) per example, summed over the latent dimensions."""
     mu = _randn(5, 4, seed=4).requires_grad_()
@@ -145,6 +146,7 @@ def _reference_elbo(model, x, beta, z_at_mean=False):
 _ELBO_KEYS = ("loss", "recon", "kl", "nll")
 
 
+@graded("gencourse.vae.negative_elbo")
 def negative_elbo(fn) -> None:
     """Exercise 4.3: {"loss": recon + beta kl, "recon", "kl", "nll": recon + kl}, batch means, one z per x."""
     model, x, beta = _tiny_vae(), _binary(8, seed=42), 0.5
@@ -197,7 +199,8 @@ def negative_elbo(fn) -> None:
     ref_loss = fixed(lambda: vae.negative_elbo(model, x, beta)["loss"], seed=41)
     for name, part in (("the encoder", model.encoder), ("the decoder", model.decoder)):
         weights = list(part.parameters())
-        for p, g, r in zip(weights, _grads(loss, weights), _grads(ref_loss, weights)):
+        mine = gradients(f"the gradient of the loss with respect to {name}'s weights", loss, weights)
+        for p, g, r in zip(weights, mine, _grads(ref_loss, weights)):
             if p.dim() > 1 and (g is None or not g.any()):
                 raise AssertionError(f"Exercise 4.3: no gradient reaches {name}'s weights; compute the loss from "
                                      "the encoder's outputs through the sample z and the decoder, without .detach().")
@@ -225,6 +228,7 @@ class _SharpVAE(nn.Module):
         return -400.0 - 50.0 * (z - x[:, :2]).square().sum(dim=1)
 
 
+@graded("gencourse.vae.iw_bound")
 def iw_bound(fn) -> None:
     """Exercise 4.4: logsumexp_k (log p(x|z_k) + log p(z_k) - log q(z_k|x)) - log K per example."""
     model, x = _tiny_vae(), _binary(6, seed=43)
@@ -280,6 +284,7 @@ def iw_bound(fn) -> None:
 
 # ----------------------------------------------------------------------------- 4.5 vector quantisation
 
+@graded("gencourse.vae.vector_quantize")
 def vector_quantize(fn) -> None:
     """Exercise 4.5: nearest codebook entries, the straight-through gradient, the two VQ losses."""
     z_e = _randn(10, 3, seed=50).requires_grad_()
@@ -317,20 +322,20 @@ def vector_quantize(fn) -> None:
                                  f"{float(want.detach()):.5g}: the mean over every entry (all vectors and all "
                                  "components) of the squared difference between z_e and its chosen codebook "
                                  "entries, as F.mse_loss computes it.")
-    grad_e = _grads(z_q.sum(), [z_e])[0]
+    grad_e = gradients("the gradient of z_q with respect to z_e", z_q.sum(), [z_e])[0]
     if grad_e is None or not close(grad_e, torch.ones_like(z_e)):
         raise AssertionError("Exercise 4.5: z_q has the right values, but the gradient does not pass STRAIGHT "
                              "THROUGH to z_e: the nearest-entry lookup has no useful gradient, so the encoder would "
                              "never learn. Write z_q as z_e plus a correction that is detached, so that forward it "
                              "equals the chosen entry and backward it is the identity for z_e.")
-    grad_c = _grads(z_q.sum(), [codebook])[0]
+    grad_c = gradients("the gradient of z_q with respect to the codebook", z_q.sum(), [codebook])[0]
     if grad_c is not None and grad_c.any():
         raise AssertionError("Exercise 4.5: z_q sends gradient into the codebook; with the straight-through "
                              "estimator the reconstruction's gradient goes to the encoder only (the codebook learns "
                              "from codebook_loss). Detach the whole correction (e - z_e).")
     for name, loss, target, other in (("codebook_loss", cb_loss, codebook, z_e), ("commitment_loss", commit, z_e,
                                                                                 codebook)):
-        g_target, g_other = _grads(loss, [target, other])
+        g_target, g_other = gradients(f"the gradients of {name}", loss, [target, other])
         if g_other is not None and g_other.any():
             which = "z_e" if other is z_e else "the codebook"
             stop = "z_e" if name == "codebook_loss" else "the chosen entries"
@@ -357,6 +362,7 @@ def _weights(model: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().double().flatten() for p in model.parameters()])
 
 
+@graded("gencourse.vae.fit_latent_diffusion")
 def fit_latent_diffusion(fn) -> None:
     """Exercise 4.6: freeze the VAE, scaled encoder means, a DiffusionModel trained on them by train.fit."""
     base, config, images, budget = _latent_parts()
@@ -365,14 +371,14 @@ def fit_latent_diffusion(fn) -> None:
     if not isinstance(out, tuple) or len(out) != 2:
         raise AssertionError(f"Exercise 4.6: return a pair (model, scale), got {describe(out)}.")
     model, scale = out
-    if not isinstance(model, diffusion.DiffusionModel):
+    if not observe("a DiffusionModel came back", lambda: isinstance(model, diffusion.DiffusionModel)):
         raise AssertionError(f"Exercise 4.6: the first thing returned should be the diffusion.DiffusionModel you "
                              f"trained, got {type(model).__name__}.")
     want_model, want_scale = fixed(lambda: vae.fit_latent_diffusion(ref_vae, images, config, budget), seed=61)
-    if not close(_weights(mine_vae), _weights(base)):
+    if not close(observe("the VAE's weights after your function", lambda: _weights(mine_vae)), _weights(base)):
         raise AssertionError("Exercise 4.6: the VAE's weights changed: the autoencoder is trained already and must "
                              "stay as it is. Train only the diffusion model, on latents computed without gradient.")
-    if any(p.requires_grad for p in mine_vae.parameters()):
+    if observe("the VAE still requires gradients", lambda: any(p.requires_grad for p in mine_vae.parameters())):
         raise AssertionError("Exercise 4.6: the VAE's parameters still require gradients: freeze it (vae.freeze, "
                              "or requires_grad_(False) on each parameter) so that nothing downstream trains it.")
     mu = vae.encoder_means(base, images)
@@ -384,7 +390,8 @@ def fit_latent_diffusion(fn) -> None:
         raise mismatch("4.6", "scale", scale, want_scale, "for the test VAE and images", slips,
                        hint="Encode every image to its encoder mean (no sampling) and take the standard deviation "
                             "of all those numbers.")
-    if not close(_weights(model), _weights(want_model), rtol=1e-3, atol=1e-4):
+    if not close(observe("the trained model's weights", lambda: _weights(model)), _weights(want_model), rtol=1e-3,
+                 atol=1e-4):
         raise AssertionError(
             "Exercise 4.6: scale is right, but the trained diffusion model's weights differ from the reference's "
             f"after {budget.steps} steps of train.fit. Make the DiffusionModel from `config` (the check seeds the "

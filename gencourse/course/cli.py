@@ -78,6 +78,11 @@ def parser():
                    help="seconds a cell may run (default %(default)g)")
     g.add_argument("--timeout", type=positive, default=grading.DEFAULT_TIMEOUT, metavar="S",
                    help="seconds a whole notebook may run (default %(default)g)")
+    g.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="grade N notebooks at a time, each in its own kernel and folder (default 1)")
+    g.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="the seed that moves every check's inputs (default: fresh for each run; the report "
+                        "records it, so that a teacher can grade again on the same inputs)")
     g.add_argument("--manifest", help=argparse.SUPPRESS)  # tests: a manifest other than the package's
     sub.add_parser("workflow", help="print the GitHub Actions workflow that grades labs on every push")
     ex = sub.add_parser("execute", help="maintainers: run solution notebooks and store their outputs in place")
@@ -117,8 +122,11 @@ def run_grade(args):
                   "choose another file name", file=sys.stderr)
             return 2
     try:
+        if args.jobs < 1:
+            print("gencourse grade: --jobs must be at least 1", file=sys.stderr)
+            return 2
         report = grading.grade(args.notebooks, args.manifest, args.pass_mark,
-                               args.cell_timeout, args.timeout)
+                               args.cell_timeout, args.timeout, jobs=args.jobs, seed=args.seed)
         print(grading.to_table(report))
         if args.json:
             Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -6,7 +6,13 @@ them in one kernel; this plugin appends one JSON line per cell to the file
 named by `--gencourse-results`:
 
     {"cell": 3, "phase": "call", "error": {"ename": ..., "evalue": ...},
-     "exc": "...", "timed_out": false, "kernel_died": false, "skipped": null}
+     "exc": "...", "timed_out": false, "kernel_died": false, "skipped": null,
+     "records": {"<check id>": "<base64 of the record file>"}}
+
+`records` holds the check records (gencourse.checks.graded) that the kernel
+saved in the folder `--gencourse-records` while this cell ran: the folder is
+emptied before each cell and read right after it, so a record can only come
+from the cell that wrote it.
 
 It also makes two failures cheap that nbval alone waits out: a kernel that
 dies (`os._exit(1)`) is noticed within a second, and `--gencourse-timeout`
@@ -14,14 +20,17 @@ caps the whole notebook (later cells are skipped as "not reached").
 Not meant to be used by hand.
 """
 
+import base64
 import json
 import time
+from pathlib import Path
 from queue import Empty
 
 import pytest
 from nbval.kernel import RunningKernel
 
 MAX_TEXT = 2000  # characters kept of any exception text
+MAX_RECORD = 64 * 2**20  # bytes of one check record kept (gencourse.checks.MAX_RECORD_BYTES)
 DEADLINE = float("inf")  # time.monotonic() after which no cell may run
 
 
@@ -34,6 +43,7 @@ def pytest_addoption(parser):
     group.addoption("--gencourse-results", default=None, help="JSON-lines file for cell outcomes")
     group.addoption("--gencourse-timeout", type=float, default=None,
                     help="seconds for the whole notebook")
+    group.addoption("--gencourse-records", default=None, help="the folder the kernel saves check records to")
 
 
 def pytest_configure(config):
@@ -69,6 +79,7 @@ def await_reply(self, msg_id, timeout=None):
 def pytest_runtest_setup(item):
     if not hasattr(item, "cell_num"):
         return
+    take_records(item.config.option.gencourse_records)  # nothing written before this cell counts
     if time.monotonic() >= DEADLINE:
         pytest.skip("the notebook's time limit was reached before this cell")
     item.gencourse_timed_out_before = item.parent.timed_out
@@ -82,8 +93,25 @@ def pytest_runtest_makereport(item, call):
     if not path or not hasattr(item, "cell_num"):
         return
     if call.when == "call" or (call.when == "setup" and report.outcome != "passed"):
+        line = record(item, call, report)
+        line["records"] = take_records(item.config.option.gencourse_records)
         with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record(item, call, report)) + "\n")
+            f.write(json.dumps(line) + "\n")
+
+
+def take_records(folder):
+    """{check id: base64 record} of the files in the records folder, which is left empty."""
+    taken = {}
+    if not folder or not Path(folder).is_dir():
+        return taken
+    for path in Path(folder).iterdir():
+        try:
+            if path.suffix == ".pt" and path.is_file() and path.stat().st_size <= MAX_RECORD:
+                taken[path.stem] = base64.b64encode(path.read_bytes()).decode("ascii")
+            path.unlink()
+        except OSError:
+            continue
+    return taken
 
 
 def record(item, call, report):

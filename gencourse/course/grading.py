@@ -9,16 +9,32 @@ the hash of their source come from gencourse/checks/manifest.json, written by
 `gencourse labs` from the solutions; a notebook's lab is found by its file
 name (NN_name.ipynb), or else by the check ids in its cells' metadata.
 
+No score depends on what the learner's kernel prints or decides. Each check
+saves a record of what the learner's code returned on the check's inputs
+(see gencourse/checks/__init__.py); the plugin collects it right after the
+check cell; this process, where no learner code runs, judges it with the
+same check logic (`gencourse.checks.judge`), on inputs drawn from a seed
+that is fresh for each grading run. Before running anything, the learner's
+own code (cells that differ from the lab's) is read (scan.py) for calls of
+an exercise's reference answer and for changes to the checks.
+
 Each check gets one status:
 
-    passed       the check cell ran without error               points
-    failed       it raised AssertionError                       0
-    errored      it raised anything else (NotImplementedError,  0
-                 NameError, ... from the learner's code)
+    passed       the grader's judgement of the record: right    points
+    failed       the judgement found it wrong (or no record:    0
+                 the check did not run its own code)
+    errored      the check cell raised something else (a        0
+                 NameError, ...) before the check could judge
     not reached  the kernel died, or the cell or notebook       0
                  timed out, before the check finished
-    tampered     its source differs from the solution's         0, flagged
+    tampered     its source differs from the solution's, or     0, flagged
+                 the learner's code changes the checks
+    reference    the exercise calls the package's own answer    0, flagged
     missing      no cell carries the check's id                 0
+
+A notebook that could not be graded (missing, not JSON, not a notebook, an
+unknown lab, a kernel that would not start) is reported as NOT GRADED, never
+as passed.
 
 Exit codes (documented in `gencourse grade --help` too):
 
@@ -36,20 +52,25 @@ When several notebooks are graded, the others are still graded and
 reported; the exit code is the first problem's code (7 wins over all).
 """
 
+import base64
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from gencourse.course import labs
+from gencourse import checks as graded_checks
+from gencourse.course import labs, scan
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_MISSING, EXIT_NOT_JSON, EXIT_NOT_NOTEBOOK, EXIT_UNKNOWN_LAB, EXIT_INTERNAL = 3, 4, 5, 6, 7
@@ -76,6 +97,7 @@ class CheckResult:
     status: str = "not reached"
     message: str = ""
     points: int = 0
+    cell_errors: list = field(default_factory=list)  # errors and timeouts in the cells before it
 
 
 @dataclass
@@ -86,7 +108,14 @@ class NotebookReport:
     problem: str = None  # why the notebook could not be graded (or trouble while running)
     exit_code: int = EXIT_PASS  # nonzero when the notebook could not be graded
     cell_errors: list = field(default_factory=list)  # errors in non-check cells
+    notes: list = field(default_factory=list)  # what the scan of the learner's code noticed
     seconds: float = 0.0
+
+    @property
+    def graded(self):
+        """False when the notebook could not be graded at all (its problem says why)."""
+        return self.exit_code not in (EXIT_MISSING, EXIT_NOT_JSON, EXIT_NOT_NOTEBOOK, EXIT_UNKNOWN_LAB,
+                                      EXIT_INTERNAL)
 
     @property
     def points(self):
@@ -133,7 +162,7 @@ def identify_lab(path, nb, manifest):
     if stem in manifest:
         return stem
     ids = {meta["check"] for _, _, meta in labs.check_cells(nb) if isinstance(meta["check"], str)}
-    overlap = {lab: len(ids & set(checks)) for lab, checks in manifest.items()}
+    overlap = {lab: len(ids & set(entry["checks"])) for lab, entry in manifest.items()}
     best = max(overlap, key=overlap.get, default=None)
     if best is None or overlap[best] == 0:
         raise InputProblem(EXIT_UNKNOWN_LAB, f"{path}: not a known lab (expected one of "
@@ -175,50 +204,62 @@ def prepared_copy(nb, folder):
     return path
 
 
-def pytest_command(path, results, cell_timeout, timeout):
+def pytest_command(path, results, records, cell_timeout, timeout):
     """The pytest command line that runs one notebook under nbval and our plugin."""
     return [sys.executable, "-m", "pytest", "-p", "nbval.plugin", "-p", "gencourse.course.grade_plugin",
             "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
             f"--nbval-cell-timeout={cell_timeout}", f"--nbval-kernel-startup-timeout={KERNEL_STARTUP}",
             f"--gencourse-results={results}", f"--gencourse-timeout={timeout}",
+            f"--gencourse-records={records}",
             "-c", str(path.parent / "pytest.ini"), "--rootdir", str(path.parent),
             "-q", "--tb=no", "--no-header", "-W", "ignore", path.name]
 
 
-def subprocess_env():
-    """The environment of the run: fast profile by default, no outside pytest options."""
+def subprocess_env(records=None, seed=0):
+    """The environment of the run: fast profile by default, no outside pytest options, the folder
+    for check records and the run's seed offset (inherited by the kernel)."""
     env = dict(os.environ)
     env.setdefault("GENCOURSE_PROFILE", "fast")
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER"):
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER", graded_checks.SELFTEST_ENV):
         env.pop(name, None)
+    if records:
+        env[graded_checks.RECORDS_ENV] = str(records)
+    env[graded_checks.SEED_ENV] = str(seed)
     return env
 
 
-def run_notebook(nb, cell_timeout, timeout):
-    """Run nb under nbval in a temp folder; return ({code cell: record}, problem or None, internal?)."""
-    with tempfile.TemporaryDirectory(prefix="gencourse-grade-") as folder:
+def run_notebook(nb, cell_timeout, timeout, seed=0):
+    """Run nb under nbval in a temp folder; return ({code cell: record}, problem or None, internal?).
+
+    The kernel works in one folder (the notebook, and the records folder it writes to); the plugin's
+    results go to another that the kernel is not told about.
+    """
+    with tempfile.TemporaryDirectory(prefix="gencourse-grade-") as folder, \
+            tempfile.TemporaryDirectory(prefix="gencourse-judge-") as private:
         path = prepared_copy(nb, folder)
         (path.parent / "pytest.ini").write_text("[pytest]\n")
-        results, log = Path(folder) / "results.jsonl", Path(folder) / "pytest.log"
-        command = pytest_command(path, results, cell_timeout, timeout)
+        records = Path(folder) / ".records"
+        records.mkdir()
+        results, log = Path(private) / "results.jsonl", Path(private) / "pytest.log"
+        command = pytest_command(path, results, records, cell_timeout, timeout)
         with open(log, "wb") as out:
-            rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30)
-        records = read_records(results)
+            rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30, subprocess_env(records, seed))
+        cells = read_records(results)
         tail = log.read_bytes()[-1500:].decode("utf-8", "replace")
     if rc is None:
-        return records, f"stopped after {timeout:g} s, the notebook's time limit", False
+        return cells, f"stopped after {timeout:g} s, the notebook's time limit", False
     if rc not in (0, 1, 5):
-        return records, f"pytest stopped with exit code {rc}: {tail.strip()[-600:]}", True
-    if records and all(r["phase"] == "setup" and r["exc"] for r in records.values()):
-        return records, f"the kernel could not start: {next(iter(records.values()))['exc']}", True
-    return records, None, False
+        return cells, f"pytest stopped with exit code {rc}: {tail.strip()[-600:]}", True
+    if cells and all(r["phase"] == "setup" and r["exc"] for r in cells.values()):
+        return cells, f"the kernel could not start: {next(iter(cells.values()))['exc']}", True
+    return cells, None, False
 
 
-def run_killable(command, cwd, out, limit):
+def run_killable(command, cwd, out, limit, env=None):
     """Run command with a hard time limit; its process group is killed past it. None if killed."""
     proc = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                            env=subprocess_env(), start_new_session=True)
+                            env=env or subprocess_env(), start_new_session=True)
     try:
         return proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
@@ -263,20 +304,77 @@ def verdict(record, cell_timeout):
 
 
 def cell_problems(records, check_cells, cell_timeout, limit=5):
-    """Short descriptions of errors in cells that are not checks (syntax errors, crashes)."""
+    """[(code cell index, description)] of errors and timeouts in cells that are not checks."""
     problems = []
     for index in sorted(records):
         status, message = verdict(records[index], cell_timeout)
         if status != "passed" and index not in check_cells:
-            problems.append(f"code cell {index}: {message}")
+            problems.append((index, f"code cell {index}: {message}"))
         if status == "not reached":
             break  # the cells after it tell nothing new
     return problems[:limit]
 
 
-# ---------------------------------------------------------------- grading
+def judged(record, check_id, seed, cell_timeout):
+    """(status, message) of one check: the grader's judgement of its record, else what its cell did."""
+    status, message = verdict(record, cell_timeout)
+    data = (record or {}).get("records", {}).get(check_id)
+    if data is not None and status != "not reached":  # a cell cut short leaves a record cut short
+        with JUDGING:  # one at a time: a judgement captures sys.stdout
+            return graded_checks.judge(check_id, base64.b64decode(data), seed)
+    if status == "passed":  # the cell ran, but the check's own code did not
+        return "failed", ("the check cell ran but the check left no record, so nothing was judged: was "
+                          "gencourse.checks changed before it ran?")
+    return status, message
 
-def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT):
+
+JUDGING = threading.Lock()
+
+
+def learner_code(nb, entry):
+    """[(code cell index, source, written by the learner?)] and {learner cell: exercise it belongs to}.
+
+    A cell is the learner's when its source is not one of the lab's own cells (nor a check cell). It
+    belongs to the exercise whose TODO it held (by cell id), else to the exercise of the next check.
+    """
+    lab_code = set(entry["code"])
+    cell_exercise = {cid: spec["exercise"] for spec in entry["checks"].values() for cid in spec["cells"]}
+    check_at = {i: meta["check"] for i, _, meta in labs.check_cells(nb)}
+    cells, owners, pending, index = [], {}, [], 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        check = check_at.get(index)
+        learners = check is None and labs.source_hash(cell.source) not in lab_code
+        cells.append((index, cell.source, learners))
+        if learners:
+            if cell.get("id") in cell_exercise:
+                owners[index] = cell_exercise[cell.get("id")]
+            else:
+                pending.append(index)
+        if check in entry["checks"]:
+            for i in pending:
+                owners[i] = entry["checks"][check]["exercise"]
+            pending = []
+        index += 1
+    return cells, owners
+
+
+def apply_findings(report, findings, entry):
+    """Zero the checks that the scan of the learner's code flags, and say why."""
+    for result in report.checks:
+        if result.status in ("tampered", "missing"):
+            continue
+        tampering = findings.tampered.get(result.id) or findings.tampered.get("*")
+        if tampering:
+            result.status, result.message, result.points = "tampered", f"{tampering}: the checks were changed", 0
+        elif result.exercise in findings.references:
+            result.status, result.points = "reference", 0
+            result.message = f"{findings.references[result.exercise]}; write your own"
+    report.notes = findings.notes[:5]
+
+
+def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT, seed=0):
     """The NotebookReport of one notebook; never raises for bad notebooks."""
     report, start = NotebookReport(str(path)), time.monotonic()
     try:
@@ -288,14 +386,25 @@ def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DE
         if stem in manifest:  # a known lab that is broken still counts its points as lost
             report.lab = stem
             report.checks = [CheckResult(i, s["exercise"], s["points"], "not reached", "the notebook could not be read")
-                             for i, s in sorted(manifest[stem].items(), key=lambda x: (x[1]["exercise"], x[0]))]
+                             for i, s in sorted(manifest[stem]["checks"].items(),
+                                                key=lambda x: (x[1]["exercise"], x[0]))]
         return report
-    located, report.checks = find_checks(nb, manifest[report.lab])
-    records, problem, internal = run_notebook(nb, cell_timeout, timeout)
+    entry = manifest[report.lab]
+    located, report.checks = find_checks(nb, entry["checks"])
+    cells, owners = learner_code(nb, entry)
+    findings = scan.scan(cells, {c: s["exercise"] for c, s in entry["checks"].items()}, owners,
+                         {c: s["function"] for c, s in entry["checks"].items()}, graded_checks.REFERENCES)
+    records, problem, internal = run_notebook(nb, cell_timeout, timeout, seed)
     for index, result in located.items():
-        result.status, result.message = verdict(records.get(index), cell_timeout)
+        result.status, result.message = judged(records.get(index), result.id, seed, cell_timeout)
         result.points = result.max_points if result.status == "passed" else 0
-    report.cell_errors = cell_problems(records, located, cell_timeout)
+    apply_findings(report, findings, entry)
+    problems = cell_problems(records, located, cell_timeout)
+    report.cell_errors = [text for _, text in problems]
+    for cell, text in problems:  # beside the first check after the cell that went wrong
+        after = [i for i in sorted(located) if i > cell]
+        if after:
+            located[after[0]].cell_errors.append(text)
     if problem:
         report.problem = short(problem, 1000)
         report.exit_code = EXIT_INTERNAL if internal else EXIT_PASS
@@ -304,24 +413,32 @@ def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DE
 
 
 def grade(paths, manifest=None, pass_mark=DEFAULT_PASS_MARK,
-          cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT):
-    """Grade notebooks; return the whole report as a JSON-able dict (with its exit code)."""
+          cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT, jobs=1, seed=None):
+    """Grade notebooks, `jobs` at a time (each in its own kernel and folder); return the whole report as a
+    JSON-able dict (with its exit code). `seed` moves every check's inputs; fresh for each run by default."""
     manifest = manifest if isinstance(manifest, dict) else load_manifest(manifest)
-    notebooks = [grade_notebook(p, manifest, cell_timeout, timeout) for p in paths]
+    seed = secrets.randbelow(2**31 - 1) + 1 if seed is None else int(seed)
+    with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
+        notebooks = list(pool.map(lambda p: grade_notebook(p, manifest, cell_timeout, timeout, seed), paths))
     points = sum(n.points for n in notebooks)
     max_points = sum(n.max_points for n in notebooks)
-    score = points / max_points if max_points else 1.0
+    score = points / max_points if max_points else 0.0
+    not_graded = sum(not n.graded for n in notebooks)
     report = {"points": points, "max_points": max_points, "score": round(score, 4),
-              "pass_mark": pass_mark, "passed": score >= pass_mark,
-              "notebooks": [notebook_dict(n) for n in notebooks]}
+              "pass_mark": pass_mark, "passed": not not_graded and max_points > 0 and score >= pass_mark,
+              "not_graded": not_graded, "seed": seed,
+              "notebooks": [notebook_dict(n, pass_mark) for n in notebooks]}
+    report["verdict"] = "NOT GRADED" if not_graded else ("PASSED" if report["passed"] else "NOT PASSED")
     report["exit_code"] = exit_code(notebooks, report["passed"])
     return report
 
 
-def notebook_dict(n):
-    """A NotebookReport as a JSON-able dict, with its totals."""
+def notebook_dict(n, pass_mark=DEFAULT_PASS_MARK):
+    """A NotebookReport as a JSON-able dict, with its totals and verdict."""
     d = asdict(n)
-    d["points"], d["max_points"] = n.points, n.max_points
+    d["points"], d["max_points"], d["graded"] = n.points, n.max_points, n.graded
+    passed = n.max_points > 0 and n.points / n.max_points >= pass_mark
+    d["verdict"] = "NOT GRADED" if not n.graded else ("PASSED" if passed else "NOT PASSED")
     return d
 
 
@@ -342,14 +459,21 @@ def short(text, limit=MESSAGE_CHARS):
 # ---------------------------------------------------------------- reports
 
 ICONS = {"passed": "✅", "failed": "❌", "errored": "💥", "not reached": "⏱️",
-         "tampered": "🚫", "missing": "❓"}
+         "tampered": "🚫", "reference": "🚫", "missing": "❓"}
+
+
+def total_line(report):
+    """The last line of a report: points, score and the verdict (NOT GRADED when a notebook could not be)."""
+    head = f"total {report['points']}/{report['max_points']}"
+    if report["not_graded"]:
+        n = report["not_graded"]
+        return f"{head}: NOT GRADED ({n} of {len(report['notebooks'])} could not be graded; see the problems above)"
+    return f"{head} ({report['score']:.0%}, pass mark {report['pass_mark']:.0%}): {report['verdict']}"
 
 
 def to_markdown(report):
     """The report as Markdown for a GitHub job summary."""
-    verdict_line = "passed" if report["passed"] else "not passed"
-    lines = [f"## Lab grades: {report['points']}/{report['max_points']} points "
-             f"({report['score']:.0%}, pass mark {report['pass_mark']:.0%}): {verdict_line}", ""]
+    lines = [f"## Lab grades: {total_line(report)}", ""]
     for n in report["notebooks"]:
         lines += notebook_markdown(n)
     return "\n".join(lines) + "\n"
@@ -357,15 +481,18 @@ def to_markdown(report):
 
 def notebook_markdown(n):
     """One notebook's section: title, problems, then a table of its checks."""
-    lines = [f"### `{n['path']}` ({n['lab'] or 'unknown lab'}): {n['points']}/{n['max_points']} points", ""]
+    lines = [f"### `{n['path']}` ({n['lab'] or 'unknown lab'}): {n['points']}/{n['max_points']} points, "
+             f"{n['verdict']}", ""]
     if n["problem"]:
         lines += [f"> **Problem:** {md_cell(n['problem'])}", ""]
-    lines += [f"- {md_cell(e)}" for e in n["cell_errors"]] + ([""] if n["cell_errors"] else [])
+    unplaced = [e for e in n["cell_errors"] if not any(e in c["cell_errors"] for c in n["checks"])]
+    lines += [f"- {md_cell(e)}" for e in unplaced + n["notes"]] + ([""] if unplaced + n["notes"] else [])
     if n["checks"]:
         lines += ["| Check | Exercise | Status | Points | Message |", "|---|---|---|---|---|"]
         for c in n["checks"]:
+            before = "".join(f"<br>⚠️ before it, {md_cell(e)}" for e in c["cell_errors"])
             lines.append(f"| `{c['id']}` | {c['exercise']} | {ICONS[c['status']]} {c['status']} "
-                         f"| {c['points']}/{c['max_points']} | {md_cell(c['message'])} |")
+                         f"| {c['points']}/{c['max_points']} | {md_cell(c['message'])}{before} |")
         lines.append("")
     return lines
 
@@ -379,13 +506,15 @@ def to_table(report):
     """A short plain-text table for the terminal."""
     lines = []
     for n in report["notebooks"]:
-        lines.append(f"{n['path']} [{n['lab'] or 'unknown lab'}]  {n['points']}/{n['max_points']}")
+        lines.append(f"{n['path']} [{n['lab'] or 'unknown lab'}]  {n['points']}/{n['max_points']}  {n['verdict']}")
         if n["problem"]:
             lines.append(f"  problem: {short(n['problem'], 200)}")
+        for note in n["notes"]:
+            lines.append(f"  note: {short(note, 200)}")
         for c in n["checks"]:
+            for error in c["cell_errors"]:
+                lines.append(f"  {'':<12}{'':>7} before it, {short(error, 120)}")
             lines.append(f"  {c['status']:<12}{c['points']:>3}/{c['max_points']:<3} {c['id']}"
                          + (f"  {short(c['message'], 100)}" if c["message"] else ""))
-    verdict_line = "PASSED" if report["passed"] else "NOT PASSED"
-    lines.append(f"total {report['points']}/{report['max_points']} ({report['score']:.0%}, "
-                 f"pass mark {report['pass_mark']:.0%}): {verdict_line}")
+    lines.append(total_line(report))
     return "\n".join(lines)

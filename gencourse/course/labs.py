@@ -17,12 +17,20 @@ output is byte-stable: the same solution always gives the same bytes.
 
 Check cells are code cells with metadata
 `{"gencourse": {"check": "<lab>.<name>", "points": <int>, "exercise": <k>}}`.
-Their ids, points, exercises and source hashes go to
-`gencourse/checks/manifest.json`, which the grader (grading.py) trusts.
+Their ids, points, exercises, source hashes, the name of the function each
+one is given, and the ids of the cells that hold its exercise's TODOs go to
+`gencourse/checks/manifest.json`, with the hashes of the lab's other code
+cells (so that the grader can tell the learner's code from the lab's). The
+grader (grading.py) trusts it. Its layout:
+
+    {"NN_name": {"checks": {"<lab>.<name>": {"sha256", "points", "exercise",
+                                             "function", "cells"}},
+                 "code": [sha256 of each other code cell]}}
 `gencourse labs --check` writes nothing and reports every lab (and the
 manifest) that differs from a fresh generation.
 """
 
+import ast
 import copy
 import hashlib
 import json
@@ -202,9 +210,43 @@ def lab_checks(lab, stem, n_exercises):
         validate_check(meta, cell.source, n_exercises, where)
         if meta["check"] in entry:
             raise LabError(f"{where}: the same check id is used twice")
-        entry[meta["check"]] = {"sha256": source_hash(cell.source),
-                                "points": meta["points"], "exercise": meta["exercise"]}
+        entry[meta["check"]] = {"sha256": source_hash(cell.source), "points": meta["points"],
+                                "exercise": meta["exercise"], "function": checked_function(cell.source, meta["check"]),
+                                "cells": []}
     return entry
+
+
+TODO = re.compile(r'NotImplementedError\(\s*"Exercise \d+\.(?P<k>\d+)\b')
+
+
+def lab_entry(lab, stem, n_exercises):
+    """Manifest entry of one lab: its checks, each with the ids of its exercise's cells, and the hashes
+    of the lab's other code cells."""
+    checks = lab_checks(lab, stem, n_exercises)
+    cells = {}
+    for cell in lab.cells:
+        if cell.cell_type == "code":
+            for k in sorted({int(m.group("k")) for m in TODO.finditer(cell.source)}):
+                cells.setdefault(k, []).append(cell.id)
+    for spec in checks.values():
+        spec["cells"] = cells.get(spec["exercise"], [])
+    marked = {id(cell) for _, cell, _ in check_cells(lab)}
+    code = sorted({source_hash(c.source) for c in lab.cells if c.cell_type == "code" and id(c) not in marked})
+    return {"checks": checks, "code": code}
+
+
+def checked_function(source, check):
+    """The name of the function a check cell hands to its check (`checks.x.name(my_fn)` -> "my_fn")."""
+    name = check.split(".")[1]
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == name \
+                and node.args and isinstance(node.args[0], ast.Name):
+            return node.args[0].id
+    return None
 
 
 def validate_check(meta, source, n_exercises, where):
@@ -236,7 +278,7 @@ def generate(root):
         solution = read_solution(path)
         lab = make_lab(solution, path.stem)
         files[Path("labs") / path.name] = to_bytes(lab)
-        manifest[path.stem] = lab_checks(lab, path.stem, count_regions(solution))
+        manifest[path.stem] = lab_entry(lab, path.stem, count_regions(solution))
     files[MANIFEST] = manifest_bytes(manifest)
     return files
 
