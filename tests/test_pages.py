@@ -131,3 +131,14 @@ def test_chapter_code_lines_are_found():
     lines = [line for _, line in chapter_code_lines(chapter)]
     assert any("import torch" in line for line in lines)
     assert not any(line.startswith("# ") and "Autoregressive" in line for line in lines)
+
+
+def test_every_book_page_of_the_toc_is_checked():
+    """The checks above read every Markdown page that _toc.yml puts in the book (the intro, the
+    notation page and the chapters among them), so none can escape them."""
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    entries = re.findall(r"^\s*(?:root|-\s*file):\s*(book/\S+)", toc, flags=re.MULTILINE)
+    pages = {ROOT / f"{entry}.md" for entry in entries if (ROOT / f"{entry}.md").is_file()}
+    assert {"intro.md", "notation.md", "01_autoregressive.md", "02_diffusion.md"} <= \
+        {p.name for p in pages}, f"_toc.yml lists these book pages: {sorted(entries)}"
+    assert pages <= set(CHAPTERS), f"not checked: {sorted(map(name, pages - set(CHAPTERS)))}"
