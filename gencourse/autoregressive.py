@@ -11,13 +11,19 @@ It follows:
   norm before each sub-layer (pre-LN), learned positions, next-token loss;
   the layout of Karpathy's nanoGPT (config, blocks, model, sampling);
 - van den Oord et al. (2016), PixelRNN/PixelCNN: an image as a sequence of
-  pixels in raster order, each predicted from the ones above and to the left;
+  pixels in raster order, each predicted from every pixel of the rows above
+  and the pixels to its left in its own row;
 - Holtzman et al. (2020): temperature, top-k and nucleus (top-p) sampling.
 Sampling can keep the keys and values of past tokens (a "KV cache") so that
 each new token costs one position's work instead of the whole prefix's.
 
 Read top to bottom: configs, attention, blocks, the GPT, sampling, the image
 model, and a small LSTM used only to compare training speed.
+
+Notation (book/notation.md): the book numbers tokens from 1, x_1 .. x_L; tensors
+count from 0, so tokens[:, i] is the book's x_{i+1}. Shapes are written as in
+nanoGPT, (B, T, C) for batch, length and width: that T is the book's sequence
+length L, not a number of diffusion steps.
 """
 
 from __future__ import annotations
@@ -436,9 +442,12 @@ class ImageARConfig:
 class ImageAR(nn.Module):
     """An autoregressive model of images: a GPT over pixels in raster order (chapter 1, lab 01).
 
-    A sequence is [start, x_1, ..., x_{D-1}] and the GPT's output at position i
-    predicts pixel x_{i+1}; the start token (one per class when conditional)
-    lets the first pixel be predicted too. log_prob is exact.
+    Pixels are numbered from 1 as in the book, x_1 .. x_D in raster order. The GPT
+    reads [start, x_1, ..., x_{D-1}], and its output at index i (counted from 0,
+    as tensors are) is the distribution of pixel x_{i+1} given the start token
+    and x_1 .. x_i: position i + 1 in the book's counting. The start token (one
+    per class when conditional) lets the first pixel be predicted too. log_prob
+    is exact.
     """
 
     likelihood = "exact"

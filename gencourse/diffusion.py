@@ -19,11 +19,16 @@ nothing of schedules; `DiffusionModel` joins them and meets the family
 contract (`gencourse.contract`); the samplers `ddpm_sample` and `ddim_sample`
 are plain loops over the timesteps, and `trajectory` keeps every state.
 
-Notation (ASCII for the paper's symbols): timesteps t = 0 .. T-1 index the
-noise levels, beta_t the variance added at step t, alpha_t = 1 - beta_t,
-alpha_bar_t = alpha_0 * ... * alpha_t, x0 the data, xt its noisy version,
-eps the standard Gaussian noise, eps_pred the network's estimate of eps.
-t_prev = -1 stands for "no noise at all" (alpha_bar = 1).
+Notation (ASCII for the paper's symbols; book/notation.md has the table).
+The book numbers the steps t = 1 .. T, with x_0 the data and x_T pure noise.
+The code indexes its arrays from 0, so its `t` runs over range(T) = 0 .. T-1
+and stands for the book's step t + 1: betas[t], alphas[t] and alpha_bar[t]
+are the book's beta_{t+1}, alpha_{t+1} = 1 - beta_{t+1} and
+alpha_bar_{t+1} = alpha_1 * ... * alpha_{t+1}; add_noise(x0, eps, t) draws the
+book's x_{t+1}; step(xt, eps_pred, t) goes from the book's x_{t+1} to x_t, and
+at t = 0 returns the data x_0. t_prev = -1 stands for the book's step 0, the
+data itself (alpha_bar = 1). x0 is the data, xt a noisy version of it, eps
+the standard Gaussian noise, eps_pred the network's estimate of eps.
 """
 
 from __future__ import annotations
@@ -113,6 +118,8 @@ class NoiseSchedule:
 
     Holds betas (T,), alphas = 1 - betas, alpha_bar = cumprod(alphas) and
     alpha_bar_prev (alpha_bar shifted right, with 1 for t = 0), as float32.
+    Index t holds the book's step t + 1 (module docstring): alpha_bar[t] is the
+    book's alpha_bar_{t+1}, alpha_bar_prev[t] its alpha_bar_t.
     """
 
     def __init__(self, betas: torch.Tensor):
@@ -136,7 +143,8 @@ class NoiseSchedule:
         return len(self.betas)
 
     def snr(self) -> torch.Tensor:
-        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of each step (T,) (chapter 2)."""
+        """Signal-to-noise ratio alpha_bar / (1 - alpha_bar) of each step (T,); index t is the book's
+        step t + 1 (chapter 2)."""
         return self.alpha_bar / (1 - self.alpha_bar)
 
     def _t(self, t: int, name: str = "t", allow_minus_one: bool = False) -> int:
@@ -155,9 +163,10 @@ class NoiseSchedule:
         return self.alpha_bar[t].to(like) if t >= 0 else torch.ones((), dtype=like.dtype, device=like.device)
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Sample q(xt | x0) in closed form: xt = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps (lab 02).
+        """Sample q(xt | x0) in closed form: xt = sqrt(alpha_bar[t]) x0 + sqrt(1 - alpha_bar[t]) eps (lab 02).
 
-        x0 and eps have the same shape (B, ...); t (B,) holds one integer step per example.
+        x0 and eps have the same shape (B, ...); t (B,) holds one integer index in 0 .. T-1 per
+        example, and the result is the book's x_{t+1}.
         """
         validate.tensor("x0", x0, dtype="float")
         validate.tensor("eps", eps, shape=tuple(x0.shape), dtype="float")
@@ -176,11 +185,14 @@ class NoiseSchedule:
 
     def step(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int, *, generator: torch.Generator | None = None,
              noise: torch.Tensor | None = None) -> torch.Tensor:
-        """One DDPM reverse step x_t -> x_{t-1} (Ho et al.'s Algorithm 2) (lab 02).
+        """One DDPM reverse step (Ho et al.'s Algorithm 2) (lab 02): from the state at index t, the
+        book's x_{t+1}, to the one a step less noisy, the book's x_t.
 
-        mean = (xt - beta_t / sqrt(1 - alpha_bar_t) * eps_pred) / sqrt(alpha_t), plus sigma_t * noise
-        with sigma_t^2 the variance of the true posterior q(x_{t-1} | x_t, x0),
-        beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t). No noise is added at t = 0.
+        With beta, alpha, alpha_bar and alpha_bar_prev taken at index t:
+        mean = (xt - beta / sqrt(1 - alpha_bar) * eps_pred) / sqrt(alpha), plus sigma * noise
+        with sigma^2 the variance of the true posterior q(x_t | x_{t+1}, x_0) (book's indices),
+        beta (1 - alpha_bar_prev) / (1 - alpha_bar). No noise is added at t = 0, the last step,
+        which returns the book's x_0.
         """
         t = self._t(t)
         self._check_step(xt, eps_pred)
@@ -207,7 +219,8 @@ class NoiseSchedule:
 
     def ddim_step(self, xt: torch.Tensor, eps_pred: torch.Tensor, t: int, t_prev: int, *, eta: float = 0.0,
                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """One DDIM step x_t -> x_{t_prev}, for any earlier t_prev (-1: the clean data) (lab 02).
+        """One DDIM step from index t to any earlier index t_prev (-1: the clean data) (lab 02);
+        in the book's numbering, from x_{t+1} to x_{t_prev+1}.
 
         x0_pred = (xt - sqrt(1 - alpha_bar_t) eps_pred) / sqrt(alpha_bar_t)
         sigma   = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) * sqrt(1 - alpha_bar_t / alpha_bar_prev)
@@ -231,7 +244,8 @@ class NoiseSchedule:
         return x_prev
 
     def ddim_timesteps(self, steps: int) -> list[int]:
-        """`steps` timesteps evenly spread over [0, T-1], from the noisiest down to 0 (chapter 2)."""
+        """`steps` indices evenly spread over [0, T-1], from the noisiest down to 0 (chapter 2); index t
+        is the book's step t + 1."""
         validate.positive_int("steps", steps)
         if steps > self.timesteps:
             raise ValueError(f"steps must be at most the schedule's {self.timesteps} timesteps, got {steps}")
@@ -426,7 +440,8 @@ class DiffusionModel(nn.Module):
 
 def reverse_process(model, x: torch.Tensor, *, steps: int | None = None, eta: float = 0.0,
                     generator: torch.Generator | None = None, **condition):
-    """Yield x_T and then the state after every reverse step, in model space (chapter 2).
+    """Yield x_T and then the state after every reverse step, down to x_0, in model space
+    (chapter 2). The loop's t counts from T-1 down to 0: the book's steps T down to 1.
 
     DDPM over all T steps when `steps` is None, else DDIM over `steps` evenly
     spaced ones. `model` needs a `schedule` and `predict_noise(x, t, **condition)`:

@@ -142,3 +142,14 @@ def test_usings_example_exercise_is_one_a_lab_has():
     lab = next((ROOT / "labs").glob(f"{int(number):02d}_*.ipynb"))
     sources = [c.source for c in nbformat.read(lab, as_version=4).cells if c.cell_type == "code"]
     assert any(source.strip() == example for source in sources), f"not a cell of {lab.name}"
+
+
+def test_every_book_page_of_the_toc_is_checked():
+    """The checks above read every Markdown page that _toc.yml puts in the book (the intro, the
+    notation page and the chapters among them), so none can escape them."""
+    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
+    entries = re.findall(r"^\s*(?:root|-\s*file):\s*(book/\S+)", toc, flags=re.MULTILINE)
+    pages = {ROOT / f"{entry}.md" for entry in entries if (ROOT / f"{entry}.md").is_file()}
+    assert {"intro.md", "notation.md", "01_autoregressive.md", "02_diffusion.md"} <= \
+        {p.name for p in pages}, f"_toc.yml lists these book pages: {sorted(entries)}"
+    assert pages <= set(CHAPTERS), f"not checked: {sorted(map(name, pages - set(CHAPTERS)))}"
