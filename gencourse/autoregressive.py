@@ -158,18 +158,25 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """A pre-LN transformer block: x + attention(LN(x)), then x + MLP(LN(x)) (GPT-2)."""
+    """A pre-LN transformer block: x + attention(LN(x)), then x + MLP(LN(x)) (GPT-2).
 
-    def __init__(self, config: GPTConfig, layer: int = 0):
+    attention: None for CausalSelfAttention, or a class called as attention(n_embd, n_head) whose
+    instances map (B, T, C) -> (B, T, C) (lab 01's own module); such a block has no KV cache.
+    """
+
+    def __init__(self, config: GPTConfig, layer: int = 0, attention=None):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalSelfAttention(config, layer)
+        self.attn = CausalSelfAttention(config, layer) if attention is None else attention(config.n_embd,
+                                                                                            config.n_head)
+        self.caches = attention is None
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
                                  nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.dropout))
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache)    # tokens exchange information
+        h = self.ln1(x)
+        x = x + (self.attn(h, cache) if self.caches else self.attn(h))    # tokens exchange information
         return x + self.mlp(self.ln2(x))         # each token computes on its own
 
 
@@ -194,19 +201,25 @@ class GPT(nn.Module):
 
     forward(tokens) gives next-token logits at every position; loss(window)
     is the next-token cross-entropy; log_prob scores sequences exactly;
-    sample continues prompts, with a KV cache by default.
+    sample continues prompts, with a KV cache by default. attention: a module
+    class to use instead of CausalSelfAttention (lab 01 trains with the
+    learner's), called as attention(n_embd, n_head); it has no KV cache.
     """
 
     likelihood = "exact"
 
-    def __init__(self, config: GPTConfig):
+    def __init__(self, config: GPTConfig, attention=None):
         super().__init__()
         validate.instance("config", config, GPTConfig)
+        if attention is not None and not callable(attention):
+            raise TypeError(f"attention must be a module class, called as attention(n_embd, n_head), got "
+                            f"{type(attention).__name__}")
         self.config = config
+        self.supports_cache = attention is None        # another attention module has no KV cache
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)   # learned positions, as in GPT
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.blocks = nn.ModuleList(Block(config, i, attention) for i in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         self.head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.apply(_init_weights)
@@ -345,7 +358,7 @@ def generate(model: GPT, tokens: torch.Tensor, steps: int, temperature: float = 
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"the number of new tokens must be an int >= 0, got {steps!r}")
     block = model.config.block_size
-    cache = KVCache(model.config.n_layer) if use_cache else None
+    cache = KVCache(model.config.n_layer) if use_cache and getattr(model, "supports_cache", True) else None
     with evaluating(model):
         for _ in range(steps):
             if cache is not None and tokens.shape[1] <= block:

@@ -174,3 +174,92 @@ def test_a_wrong_loss_is_reported_with_its_own_value():
     got, want = (float(v) for v in re.search(r"your loss is (\S+), expected (\S+)\. ", str(error.value)).groups())
     assert got == pytest.approx(2 * want, rel=1e-3)
 
+
+
+# ----------------------------------------------------------------------------- 1.6 to 1.8: build the model
+
+from checks_contract import fails_untouched, passes_quietly  # noqa: E402
+
+
+class Heads(torch.nn.Module):
+    """A right answer to exercise 1.6, with switches for the usual slips."""
+
+    def __init__(self, n_embd, n_head, causal=True, transpose=True, project=True):
+        super().__init__()
+        self.n_head, self.causal, self.transpose, self.project = n_head, causal, transpose, project
+        self.qkv = torch.nn.Linear(n_embd, 3 * n_embd)
+        self.proj = torch.nn.Linear(n_embd, n_embd)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, L, self.n_head, C // self.n_head) for t in (q, k, v))
+        if self.transpose:
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        y = ar.attention(q, k, v, causal=self.causal)
+        y = (y.transpose(1, 2) if self.transpose else y).reshape(B, L, C)
+        return self.proj(y) if self.project else y
+
+
+def loop(model, tokens, steps, sample, position=-1, crop=True, whole=True):
+    start = tokens
+    with torch.no_grad():
+        for _ in range(steps):
+            context = tokens[:, -model.config.block_size:] if crop else tokens
+            tokens = torch.cat([tokens, sample(model(context)[:, position])[:, None]], dim=1)
+    return tokens if whole else tokens[:, start.shape[1]:]
+
+
+def top_p(logits, p, strict=False, ascending=False, sort_back=True):
+    probs, order = logits.softmax(-1).sort(dim=-1, descending=not ascending)
+    mass = probs.cumsum(-1) if strict else probs.cumsum(-1) - probs
+    drop = mass > p if strict else mass >= p
+    if not sort_back:
+        return logits.sort(dim=-1, descending=True).values.masked_fill(drop, float("-inf"))
+    return logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+
+
+@pytest.mark.parametrize("check, right, exercise", [
+    (checks.multi_head_attention, Heads, "1.6"),
+    (checks.generate, loop, "1.7"),
+    (checks.nucleus, top_p, "1.8"),
+])
+def test_new_exercises_pass_on_a_right_answer_and_fail_untouched(check, right, exercise, capsys):
+    passes_quietly(check, right, capsys)
+    fails_untouched(check, exercise)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda C, H: Heads(C, H, causal=False), "no causal mask"),
+    (lambda C, H: Heads(C, H, transpose=False), "head axis must come before the sequence axis"),
+    (lambda C, H: Heads(C, H, project=False), "output projection is missing"),
+    (lambda C, H: torch.nn.Linear(C, C), "exactly two linear layers"),
+    (lambda C, H: object(), "should build an nn.Module"),
+])
+def test_multi_head_attention_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.multi_head_attention(wrong)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda m, t, s, f: loop(m, t, s, f, position=0), "FIRST position"),
+    (lambda m, t, s, f: loop(m, t, s, f, crop=False), "context"),
+    (lambda m, t, s, f: loop(m, t, s, f, whole=False), "only the new tokens"),
+    (lambda m, t, s, f: torch.cat([t, f(m(t)[:, -1]).repeat(s, 1).T], dim=1), "once per token"),
+    (lambda m, t, s, f: loop(m, t, s, lambda logits: f(m(t))), "LAST position only"),
+])
+def test_sampling_loop_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.generate(wrong)
+
+
+@pytest.mark.parametrize("wrong, message", [
+    (lambda logits, p: top_p(logits, p, strict=True), "carries the total past p"),
+    (lambda logits, p: top_p(logits, p, ascending=True), "LEAST likely"),
+    (lambda logits, p: top_p(logits, p, sort_back=False), "vocabulary order"),
+    (lambda logits, p: ar.next_token_probs(logits, top_p=p), "you return probabilities"),
+    (lambda logits, p: logits, "the nucleus is"),
+])
+def test_nucleus_mistakes(wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        checks.nucleus(wrong)

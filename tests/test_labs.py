@@ -110,7 +110,7 @@ def test_manifest_lists_checks_with_hash_points_exercise(course):
     lab = lab_of(course)
     assert entry["fake.square"] == {"sha256": labs.source_hash("checks.square(square)  \n"),
                                     "points": 2, "exercise": 1, "function": "square",
-                                    "cells": [lab.cells[2].id]}
+                                    "cells": [lab.cells[2].id], "references": []}
     assert entry["fake.value"]["exercise"] == 2 and entry["fake.value"]["points"] == 1
 
 
@@ -207,3 +207,12 @@ def test_a_long_exercise_message_is_wrapped_to_fit_the_page():
     with pytest.raises(NotImplementedError) as error:
         exec(compile("def f():\n" + code + "\nf()", "lab", "exec"), {})
     assert str(error.value) == text
+
+
+def test_every_real_check_names_its_references_in_the_manifest():
+    """The grader flags an exercise that calls its own reference; it reads the names from the manifest."""
+    manifest = json.loads((Path(__file__).resolve().parents[1] / labs.MANIFEST).read_text())
+    for lab, entry in manifest.items():
+        for check_id, spec in entry["checks"].items():
+            assert spec["references"] and all(r.startswith("gencourse.") for r in spec["references"]), check_id
+            assert spec["function"] and spec["cells"], check_id

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import torch
 
+from ..course.protocol import RECORDS_ENV, SEED_ENV, SELFTEST_ENV  # noqa: F401  (re-exported)
+
 RTOL, ATOL = 1e-4, 1e-5   # float32 arithmetic done in another order stays well within these
 
 
@@ -275,9 +277,6 @@ def use(check, mine, reference, what: str):
 
 # ----------------------------------------------------------------------------- the record the grader judges
 
-RECORDS_ENV = "GENCOURSE_CHECK_RECORDS"   # the folder a graded kernel saves its records to
-SEED_ENV = "GENCOURSE_CHECK_SEED"         # the grading run's seed offset (0 outside grading)
-SELFTEST_ENV = "GENCOURSE_CHECK_SELFTEST"  # "1": replay every record at once and compare (tests)
 MAX_RECORD_BYTES = 64 * 2**20             # a record larger than this is not judged
 _MAX_DEPTH, _MAX_ITEMS = 12, 10_000       # deeper or longer containers are recorded as opaque
 _CHECKS: dict = {}                        # check id -> the undecorated check function

@@ -264,3 +264,240 @@ def bits_per_dim(fn) -> None:
         ], hint="Take log_softmax over the last axis, gather the log-probability of each token, sum over the "
                 "positions, negate, divide by D ln 2.")
     passed("bits per dimension are right: -sum log p(x_i | x_<i) / (D ln 2)")
+
+
+# ----------------------------------------------------------------------------- exercise 1.6: a multi-head module
+
+_C, _H = 16, 4     # the module under test: 16 wide, 4 heads of 4
+
+
+def _heads_reference():
+    config = ar.GPTConfig(vocab_size=5, block_size=8, n_layer=1, n_head=_H, n_embd=_C)
+    return fixed(lambda: ar.CausalSelfAttention(config).eval(), seed=16)
+
+
+def _heads_variant(ref, x, *, causal=True, split="heads", merge="heads", scale="head", project=True):
+    """What multi-head attention with one slip computes, with the reference's weights."""
+    B, L, C = x.shape
+    q, k, v = ref.qkv(x).split(C, dim=2)
+    if split == "heads":
+        q, k, v = (t.view(B, L, _H, C // _H).transpose(1, 2) for t in (q, k, v))     # (B, H, L, d)
+    elif split == "no transpose":
+        q, k, v = (t.view(B, L, _H, C // _H) for t in (q, k, v))                     # heads as positions
+    else:
+        q, k, v = (t[:, None] for t in (q, k, v))                                     # one head of width C
+    d = C // _H if scale == "head" else C
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+    if causal:
+        n = scores.shape[-1]
+        scores = scores.masked_fill(~torch.ones(n, n, dtype=torch.bool).tril(), float("-inf"))
+    y = scores.softmax(-1) @ v
+    if split == "heads":
+        y = y.transpose(1, 2).reshape(B, L, C) if merge == "heads" else y.reshape(B, L, C)
+    else:
+        y = y.reshape(B, L, C)
+    return ref.proj(y) if project else y
+
+
+def _heads_slips(ref, x) -> list:
+    with torch.no_grad():
+        return [
+            (_heads_variant(ref, x, causal=False),
+             "future positions leak into the past: your module has no causal mask. Each head's scores need -inf "
+             "above the diagonal (your attention() of exercise 1.1 does this)."),
+            (_heads_variant(ref, x, split="no transpose"),
+             "after view(B, L, H, d_k) the head axis must come before the sequence axis (transpose(1, 2)): "
+             "as it is, attention mixes the heads of one position instead of the positions of one head."),
+            (_heads_variant(ref, x, merge="no transpose"),
+             "the heads are put back together in the wrong order: move the head axis back after the sequence "
+             "axis (transpose(1, 2)) before reshaping (B, H, L, d_k) to (B, L, C)."),
+            (_heads_variant(ref, x, split="one head"),
+             f"you attend with ONE head of width C = {_C}; split the queries, keys and values into n_head = "
+             f"{_H} heads of width d_k = C / n_head and attend in each separately."),
+            (_heads_variant(ref, x, scale="all"),
+             f"the scores are scaled by sqrt(C) = sqrt({_C}); each head's dot products have d_k = C / n_head = "
+             f"{_C // _H} terms: scale by sqrt(d_k)."),
+            (_heads_variant(ref, x, project=False),
+             "the output projection is missing: after joining the heads, apply self.proj, which mixes what the "
+             "heads found."),
+        ]
+
+
+def _layers(module) -> dict | None:
+    """{parameter name: shape} of a module, None when it is not an nn.Module."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    return {name: tuple(p.shape) for name, p in module.named_parameters()}
+
+
+@graded("gencourse.autoregressive.CausalSelfAttention")
+def multi_head_attention(cls) -> None:
+    """Exercise 1.6: a module cls(n_embd, n_head) with layers qkv and proj, (B, L, C) -> (B, L, C), causal."""
+    ref = _heads_reference()
+    x = torch.randn(2, 6, _C, generator=seeded(17))
+    module = fixed(lambda: call("1.6", cls, _C, _H), seed=16)   # its own initial weights: the learner's seed stays
+    layers = observe("the module's parameters", lambda: _layers(module))
+    if layers is None:
+        raise AssertionError(f"Exercise 1.6: your class, called with ({_C}, {_H}), should build an nn.Module "
+                             f"(subclass torch.nn.Module and call super().__init__()), got {describe(module)}")
+    want_layers = {name: tuple(p.shape) for name, p in ref.named_parameters()}
+    if layers != want_layers:
+        raise AssertionError(f"Exercise 1.6: the module should hold exactly two linear layers, qkv ({_C} -> "
+                             f"{3 * _C}: the queries, keys and values of all heads at once) and proj ({_C} -> {_C}), "
+                             f"with biases; its parameters are {layers}, expected {want_layers}.")
+
+    def your_module(inputs):
+        module.load_state_dict(ref.state_dict())     # the reference's weights, so that outputs compare
+        module.eval()
+        with torch.no_grad():
+            return module(inputs)
+
+    got = expect_tensor("1.6", "the module's output", call("1.6", your_module, x), tuple(x.shape))
+    with torch.no_grad():
+        want = ref(x)
+    if not close(got, want):
+        raise mismatch("1.6", "the output", got, want, "with the reference's weights", _heads_slips(ref, x),
+                       dims=("batch", "position", "feature"),
+                       hint="Split qkv(x) into q, k, v; give each the shape (B, n_head, L, d_k); attend with the "
+                            "causal mask; join the heads back into (B, L, C); apply proj.")
+    later = x.clone()
+    later[:, 4:] += 3.0
+    again = expect_tensor("1.6", "the module's output", call("1.6", your_module, later), tuple(x.shape))
+    if not close(again[:, :4], got[:, :4]):
+        raise AssertionError("Exercise 1.6: changing the tokens at positions 4 and 5 changed the outputs at "
+                             "positions 0-3: the future leaks into the past. Mask every head's scores.")
+    passed("multi-head causal attention is right: heads split, attended, joined and projected, no leak")
+
+
+# ----------------------------------------------------------------------------- exercise 1.7: the sampling loop
+
+_LOOP_CONFIG = dict(vocab_size=7, block_size=6, n_layer=1, n_head=2, n_embd=16)
+_PROMPT_LEN, _STEPS = 2, 9          # 11 tokens in all: past the context of 6, so the prefix must be cropped
+
+
+def _loop_parts():
+    model = fixed(lambda: ar.GPT(ar.GPTConfig(**_LOOP_CONFIG)).eval(), seed=18)
+    prompt = torch.randint(0, 7, (3, _PROMPT_LEN), generator=seeded(19))
+    return model, prompt
+
+
+def _loop_variant(model, prompt, sample, *, position=-1, crop=True):
+    """What a sampling loop with one slip returns."""
+    tokens = prompt
+    with torch.no_grad():
+        for _ in range(_STEPS):
+            context = tokens[:, -model.config.block_size:] if crop else tokens
+            tokens = torch.cat([tokens, sample(model(context)[:, position])[:, None]], dim=1)
+    return tokens
+
+
+def _sampler(seed: int):
+    g = seeded(seed)
+    return lambda logits: ar.sample_next(logits, generator=g)
+
+
+@graded("gencourse.autoregressive.generate", "gencourse.autoregressive.GPT.sample")
+def generate(fn) -> None:
+    """Exercise 1.7: fn(model, tokens, steps, sample) appends `steps` tokens, one network call per token."""
+    model, prompt = _loop_parts()
+    seen = []
+    draw = _sampler(20)
+
+    def sample(logits):
+        seen.append(tuple(logits.shape))
+        if logits.dim() != 2:
+            raise ValueError(f"sample(...) wants the logits of the LAST position only, shape (B, V) = (3, 7), "
+                             f"got {tuple(logits.shape)}: take model(context)[:, -1]")
+        return draw(logits)
+
+    got = call("1.7", fn, model, prompt.clone(), _STEPS, sample)
+    shapes = observe("the logits your loop sampled from", lambda: list(seen))
+    want = ar.generate(model, prompt, _STEPS, generator=seeded(20), use_cache=False)
+    if isinstance(got, torch.Tensor) and tuple(got.shape) == (3, _STEPS) and torch.equal(got, want[:, _PROMPT_LEN:]):
+        raise AssertionError("Exercise 1.7: you return only the new tokens; return the whole sequences, the "
+                             f"prompt included: shape (3, {_PROMPT_LEN} + {_STEPS}).")
+    if len(shapes) != _STEPS:
+        raise AssertionError(f"Exercise 1.7: for {_STEPS} new tokens, call sample(...) once per token, "
+                             f"{_STEPS} times in all; your loop called it {len(shapes)} times.")
+    if any(shape != (3, 7) for shape in shapes):
+        raise AssertionError(f"Exercise 1.7: sample(...) wants the logits of the LAST position only, shape "
+                             f"(B, V) = (3, 7); your loop passed shapes {sorted(set(shapes))}. Take "
+                             "model(context)[:, -1].")
+    if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(want.shape):
+        raise AssertionError(f"Exercise 1.7: return the sequences as one tensor of shape {tuple(want.shape)} "
+                             f"(the prompt, then the new tokens), got {describe(got)}.")
+    if not torch.equal(got[:, :_PROMPT_LEN], prompt):
+        raise AssertionError("Exercise 1.7: the returned sequences should start with the prompt, unchanged.")
+    if not torch.equal(got, want):
+        first = _loop_variant(model, prompt, _sampler(20), position=0)
+        if torch.equal(got, first):
+            raise AssertionError("Exercise 1.7: you sample from the logits of the FIRST position, [:, 0]: the "
+                                 "next token is predicted by the last one, [:, -1].")
+        column = int((got != want).any(dim=0).nonzero()[0])
+        raise AssertionError(f"Exercise 1.7: your sequences first differ from the reference's at position "
+                             f"{column}. Each step: crop the context to its last block_size tokens, run the "
+                             "model, take the last position's logits, sample one token, append it.")
+    passed(f"the sampling loop is right: {_STEPS} steps, one sample per step, the context cropped past "
+           f"{_LOOP_CONFIG['block_size']} tokens")
+
+
+# ----------------------------------------------------------------------------- exercise 1.8: nucleus (top-p)
+
+def _nucleus_cases():
+    g = seeded(21)
+    sharp = torch.tensor([[4.0, 2.5, 1.0, 0.5, 0.0, -1.0, -2.0, -3.0]])
+    return [(torch.randn(4, 10, generator=g) * 0.5, 0.3), (torch.randn(6, 10, generator=g) * 2, 0.9),
+            (torch.randn(4, 10, generator=g), 0.5),
+            (sharp, 0.5), (sharp, 0.999), (torch.randn(3, 10, generator=g) * 3, 1.0)]
+
+
+def _nucleus_slips(logits, p) -> list:
+    probs = logits.softmax(-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    inside = sorted_probs.cumsum(-1)
+    strict = (inside > p).scatter(-1, order, inside > p)
+    ascending_probs, up = probs.sort(dim=-1)
+    before = ascending_probs.cumsum(-1) - ascending_probs
+    low = (before >= p).scatter(-1, up, before >= p)
+    kept = ar.next_token_probs(logits, top_p=p)
+    slips = [
+        (logits.masked_fill(strict, float("-inf")),
+         "you drop the token whose probability carries the total past p; nucleus sampling keeps the SMALLEST "
+         "set whose probability reaches p, so that token stays: drop a token only when the tokens before it "
+         "already reach p."),
+        (logits.masked_fill(low, float("-inf")),
+         "you keep the LEAST likely tokens: sort the probabilities in descending order."),
+        (logits.sort(dim=-1, descending=True).values.masked_fill(
+            (probs.sort(dim=-1, descending=True).values.cumsum(-1) - sorted_probs) >= p, float("-inf")),
+         "the logits come back sorted; put them back in vocabulary order (scatter, or index with the sort's "
+         "order) so that position i is still token i."),
+        (kept, "you return probabilities; return the LOGITS, with -inf for the dropped tokens (the sampler takes "
+               "the softmax)."),
+    ]
+    return [(value, message) for value, message in slips if not torch.equal(value, logits)]   # only real changes
+
+
+@graded("gencourse.autoregressive.next_token_probs", "gencourse.autoregressive._nucleus")
+def nucleus(fn) -> None:
+    """Exercise 1.8: logits with -inf outside the smallest set of most likely tokens whose probability >= p."""
+    for logits, p in _nucleus_cases():
+        got = call("1.8", fn, logits.clone(), p)
+        where = f"for p = {p} and logits of shape {tuple(logits.shape)}"
+        if not isinstance(got, torch.Tensor) or got.shape != logits.shape:
+            raise AssertionError(f"Exercise 1.8: return logits of the same shape {tuple(logits.shape)}, with "
+                                 f"-inf where a token is dropped; got {describe(got)} {where}.")
+        want = ar._nucleus(logits, p)
+        same_mask = torch.equal(torch.isneginf(got), torch.isneginf(want))
+        if not same_mask or not close(got.masked_fill(torch.isneginf(got), 0.0),
+                                      want.masked_fill(torch.isneginf(want), 0.0)):
+            message = recognise(got.nan_to_num(neginf=-1e9), want.nan_to_num(neginf=-1e9),
+                                [(v.nan_to_num(neginf=-1e9), m) for v, m in _nucleus_slips(logits, p)])
+            if message is not None:
+                raise AssertionError(f"Exercise 1.8: {message} (found {where})")
+            row = int((torch.isneginf(got) != torch.isneginf(want)).any(dim=-1).float().argmax())
+            raise AssertionError(f"Exercise 1.8: {where}, row {row} keeps tokens "
+                                 f"{(~torch.isneginf(got[row])).nonzero().flatten().tolist()}; the nucleus is "
+                                 f"{(~torch.isneginf(want[row])).nonzero().flatten().tolist()}. Sort by "
+                                 "probability, add up, keep tokens until the sum reaches p, leave the kept "
+                                 "logits unchanged.")
+    passed("top-p is right: the smallest set of likely tokens that reaches p, logits kept, the rest -inf")

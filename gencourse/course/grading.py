@@ -53,6 +53,7 @@ reported; the exit code is the first problem's code (7 wins over all).
 """
 
 import base64
+import importlib
 import json
 import os
 import re
@@ -69,8 +70,7 @@ from pathlib import Path
 
 import nbformat
 
-from gencourse import checks as graded_checks
-from gencourse.course import labs, scan
+from gencourse.course import labs, protocol, scan
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_MISSING, EXIT_NOT_JSON, EXIT_NOT_NOTEBOOK, EXIT_UNKNOWN_LAB, EXIT_INTERNAL = 3, 4, 5, 6, 7
@@ -215,21 +215,25 @@ def pytest_command(path, results, records, cell_timeout, timeout):
             "-q", "--tb=no", "--no-header", "-W", "ignore", path.name]
 
 
-def subprocess_env(records=None, seed=0):
+def subprocess_env(records=None, seed=0, jobs=1):
     """The environment of the run: fast profile by default, no outside pytest options, the folder
-    for check records and the run's seed offset (inherited by the kernel)."""
+    for check records and the run's seed offset (inherited by the kernel). With several jobs, each
+    kernel gets its share of the cores: more threads than cores make every job wait on the others."""
     env = dict(os.environ)
     env.setdefault("GENCOURSE_PROFILE", "fast")
+    if jobs > 1:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(name, str(max(1, (os.cpu_count() or 1) // jobs)))
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER", graded_checks.SELFTEST_ENV):
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTEST_XDIST_WORKER", protocol.SELFTEST_ENV):
         env.pop(name, None)
     if records:
-        env[graded_checks.RECORDS_ENV] = str(records)
-    env[graded_checks.SEED_ENV] = str(seed)
+        env[protocol.RECORDS_ENV] = str(records)
+    env[protocol.SEED_ENV] = str(seed)
     return env
 
 
-def run_notebook(nb, cell_timeout, timeout, seed=0):
+def run_notebook(nb, cell_timeout, timeout, seed=0, jobs=1):
     """Run nb under nbval in a temp folder; return ({code cell: record}, problem or None, internal?).
 
     The kernel works in one folder (the notebook, and the records folder it writes to); the plugin's
@@ -244,7 +248,7 @@ def run_notebook(nb, cell_timeout, timeout, seed=0):
         results, log = Path(private) / "results.jsonl", Path(private) / "pytest.log"
         command = pytest_command(path, results, records, cell_timeout, timeout)
         with open(log, "wb") as out:
-            rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30, subprocess_env(records, seed))
+            rc = run_killable(command, folder, out, timeout + KERNEL_STARTUP + 30, subprocess_env(records, seed, jobs))
         cells = read_records(results)
         tail = log.read_bytes()[-1500:].decode("utf-8", "replace")
     if rc is None:
@@ -321,7 +325,7 @@ def judged(record, check_id, seed, cell_timeout):
     data = (record or {}).get("records", {}).get(check_id)
     if data is not None and status != "not reached":  # a cell cut short leaves a record cut short
         with JUDGING:  # one at a time: a judgement captures sys.stdout
-            return graded_checks.judge(check_id, base64.b64decode(data), seed)
+            return importlib.import_module("gencourse.checks").judge(check_id, base64.b64decode(data), seed)
     if status == "passed":  # the cell ran, but the check's own code did not
         return "failed", ("the check cell ran but the check left no record, so nothing was judged: was "
                           "gencourse.checks changed before it ran?")
@@ -374,7 +378,7 @@ def apply_findings(report, findings, entry):
     report.notes = findings.notes[:5]
 
 
-def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT, seed=0):
+def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DEFAULT_TIMEOUT, seed=0, jobs=1):
     """The NotebookReport of one notebook; never raises for bad notebooks."""
     report, start = NotebookReport(str(path)), time.monotonic()
     try:
@@ -393,8 +397,9 @@ def grade_notebook(path, manifest, cell_timeout=DEFAULT_CELL_TIMEOUT, timeout=DE
     located, report.checks = find_checks(nb, entry["checks"])
     cells, owners = learner_code(nb, entry)
     findings = scan.scan(cells, {c: s["exercise"] for c, s in entry["checks"].items()}, owners,
-                         {c: s["function"] for c, s in entry["checks"].items()}, graded_checks.REFERENCES)
-    records, problem, internal = run_notebook(nb, cell_timeout, timeout, seed)
+                         {c: s["function"] for c, s in entry["checks"].items()},
+                         {c: s.get("references", ()) for c, s in entry["checks"].items()})
+    records, problem, internal = run_notebook(nb, cell_timeout, timeout, seed, jobs)
     for index, result in located.items():
         result.status, result.message = judged(records.get(index), result.id, seed, cell_timeout)
         result.points = result.max_points if result.status == "passed" else 0
@@ -418,8 +423,10 @@ def grade(paths, manifest=None, pass_mark=DEFAULT_PASS_MARK,
     JSON-able dict (with its exit code). `seed` moves every check's inputs; fresh for each run by default."""
     manifest = manifest if isinstance(manifest, dict) else load_manifest(manifest)
     seed = secrets.randbelow(2**31 - 1) + 1 if seed is None else int(seed)
+    # the checks (and torch) are needed only to judge: import them while the first notebook runs
+    threading.Thread(target=importlib.import_module, args=("gencourse.checks",), daemon=True).start()
     with ThreadPoolExecutor(max_workers=max(1, int(jobs))) as pool:
-        notebooks = list(pool.map(lambda p: grade_notebook(p, manifest, cell_timeout, timeout, seed), paths))
+        notebooks = list(pool.map(lambda p: grade_notebook(p, manifest, cell_timeout, timeout, seed, jobs), paths))
     points = sum(n.points for n in notebooks)
     max_points = sum(n.max_points for n in notebooks)
     score = points / max_points if max_points else 0.0

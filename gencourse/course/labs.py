@@ -24,7 +24,7 @@ cells (so that the grader can tell the learner's code from the lab's). The
 grader (grading.py) trusts it. Its layout:
 
     {"NN_name": {"checks": {"<lab>.<name>": {"sha256", "points", "exercise",
-                                             "function", "cells"}},
+                                             "function", "cells", "references"}},
                  "code": [sha256 of each other code cell]}}
 `gencourse labs --check` writes nothing and reports every lab (and the
 manifest) that differs from a fresh generation.
@@ -33,6 +33,7 @@ manifest) that differs from a fresh generation.
 import ast
 import copy
 import hashlib
+import importlib
 import json
 import re
 import textwrap
@@ -228,11 +229,21 @@ def lab_entry(lab, stem, n_exercises):
         if cell.cell_type == "code":
             for k in sorted({int(m.group("k")) for m in TODO.finditer(cell.source)}):
                 cells.setdefault(k, []).append(cell.id)
-    for spec in checks.values():
+    for check_id, spec in checks.items():
         spec["cells"] = cells.get(spec["exercise"], [])
+        spec["references"] = list(references_of(check_id))
     marked = {id(cell) for _, cell, _ in check_cells(lab)}
     code = sorted({source_hash(c.source) for c in lab.cells if c.cell_type == "code" and id(c) not in marked})
     return {"checks": checks, "code": code}
+
+
+def references_of(check_id):
+    """The dotted names of the package's own answers to a check's exercise (gencourse.checks.graded)."""
+    try:
+        importlib.import_module(f"gencourse.checks.{check_id.split('.')[0]}")
+    except ImportError:
+        return ()
+    return importlib.import_module("gencourse.checks").REFERENCES.get(check_id, ())
 
 
 def checked_function(source, check):

@@ -4,7 +4,7 @@ Two questions, answered from the source of the code cells the learner wrote or
 changed (a cell whose source is the lab's own is not the learner's):
 
 - Does an exercise call the package's own answer to it? Each graded check names
-  its references (`gencourse.checks.REFERENCES`, e.g.
+  its references (`gencourse.checks.REFERENCES`, copied into the manifest, e.g.
   "gencourse.baselines.pixel_probabilities" or the method
   "gencourse.diffusion.NoiseSchedule.step"). Exercise k is flagged when a cell
   that belongs to it (the cell that held its TODO, or a cell the learner added
@@ -26,7 +26,7 @@ import ast
 import re
 from dataclasses import dataclass, field
 
-from gencourse.checks import RECORDS_ENV, SEED_ENV
+from gencourse.course.protocol import RECORDS_ENV, SEED_ENV
 
 MAGIC = re.compile(r"^\s*[%!].*$", re.MULTILINE)  # IPython magics and shell lines are not Python
 PATCH_NOTED = ("builtins", "torch", "numpy")      # roots whose patching is reported, not penalised
