@@ -1,4 +1,5 @@
-"""Figures for labs and the book: image grids, 2-D scatter and density, loss curves, animations.
+"""Figures for labs and the book: image grids and tables, 2-D scatter, density and vector fields,
+loss curves, attention maps, animations.
 
 Introduced in lab 00. Each function draws on an `ax` you pass (or a new
 figure) and returns the figure, so the book and the labs share one look.
@@ -152,6 +153,107 @@ def _draw(frame: torch.Tensor, ax) -> None:
         scatter2d(frame, ax=ax)
     else:
         image_grid(frame, ax=ax)
+
+
+def image_table(images: torch.Tensor, col_labels: list[str] | None = None,
+                row_labels: list[str] | None = None, panel: float | None = None):
+    """A table of single images, (R, C, channels, H, W) in [0, 1], one per cell, at page width
+    (chapters 1 and 2): a process followed across its columns, or completions beside the real
+    image. `col_labels` title the columns; `row_labels` are written left of each row. `panel` is
+    the cell's size in inches (by default as large as the page width allows, at most 1.2).
+    """
+    validate.tensor("images", images, ndim=5, dtype="float")
+    rows, cols = images.shape[:2]
+    for name, labels, n in (("col_labels", col_labels, cols), ("row_labels", row_labels, rows)):
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{name} needs one label for each of the {n} {name[:3]}s, got {len(labels)}")
+    margin = 0.5 if row_labels else 0.0                                    # inches for row labels
+    panel = min(1.2, (PAGE_WIDTH - margin) / cols) if panel is None else panel
+    title = 0.25 if col_labels else 0.0
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(margin + panel * cols, title + panel * rows))
+    fig.subplots_adjust(left=margin / (margin + panel * cols), right=1, bottom=0,
+                        top=1 - title / (title + panel * rows), wspace=0.08, hspace=0.08)
+    for r in range(rows):
+        for c in range(cols):
+            image_grid(images[r, c:c + 1], ax=axes[r, c])
+    for c, label in enumerate(col_labels or []):
+        axes[0, c].set_title(label, fontsize=9)
+    for r, label in enumerate(row_labels or []):
+        axes[r, 0].text(-0.08, 0.5, label, transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=9)
+    return fig
+
+
+# How a character is written on an axis: spaces and line breaks would be invisible.
+_VISIBLE = {" ": "\u2423", "\n": "\u21b5", "\t": "\u21e5"}
+
+
+def attention_map(weights: torch.Tensor, tokens: str | list[str], ax=None, title: str | None = None):
+    """One head's attention weights (L, L) as a heat map, the tokens (characters) on both axes
+    (chapter 1): row i is the distribution of query position i over the key positions j. Spaces
+    are shown as an open box, line breaks as a return arrow."""
+    validate.tensor("weights", weights, ndim=2, dtype="float", low=0.0, high=1.0 + 1e-6)
+    tokens = list(tokens)
+    if weights.shape != (len(tokens), len(tokens)):
+        raise ValueError(f"weights must have shape (L, L) for the L = {len(tokens)} tokens, got "
+                         f"{tuple(weights.shape)}")
+    fig, ax = _axes(ax)
+    ax.imshow(weights.detach().float().cpu().numpy(), cmap="Blues", vmin=0, vmax=1)
+    shown = [_VISIBLE.get(c, c) for c in tokens]
+    ax.set_xticks(range(len(tokens)), shown)
+    ax.set_yticks(range(len(tokens)), shown)
+    ax.tick_params(length=0, labelsize=8)
+    ax.set(xlabel="key: attended to", ylabel="query: attending")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def vector_field(field, points: torch.Tensor | None = None, ax=None, title: str | None = None,
+                 lim: float = 3.5, resolution: int = 15, cap: float = 0.8,
+                 labels: tuple[str, str] = ("points", "vector field")):
+    """Arrows of a 2-D vector field on a resolution x resolution grid over [-lim, lim]^2, over an
+    optional point cloud (chapter 2: the direction -eps_theta(x, t) in which a diffusion model
+    moves x). `field` maps (M, 2) points to (M, 2) vectors. An arrow's length grows with the
+    vector's size up to the `cap` quantile of the sizes on the grid, and stays at full length
+    beyond it, so that a few long vectors far from the data do not shrink all the others.
+    `labels` name the points and the arrows for a legend (`ax.legend()`).
+    """
+    if not callable(field):
+        raise TypeError(f"field must be a function from (M, 2) points to (M, 2) vectors, got "
+                        f"{type(field).__name__}")
+    validate.positive_int("resolution", resolution)
+    if isinstance(lim, bool) or not isinstance(lim, (int, float)) or not lim > 0:
+        raise ValueError(f"lim must be a number > 0, the half-width of the window, got {lim!r}")
+    if not 0 < cap <= 1:
+        raise ValueError(f"cap must lie in (0, 1], a quantile of the arrows' sizes, got {cap}")
+    axis = torch.linspace(-lim, lim, resolution)
+    xx, yy = torch.meshgrid(axis, axis, indexing="xy")
+    grid = torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1)                     # (M, 2)
+    with torch.no_grad():
+        vectors = field(grid)
+    validate.tensor("field(grid)", vectors, shape=(len(grid), 2), dtype="float")
+    vectors = vectors.detach().float().cpu()
+    size = vectors.norm(dim=1, keepdim=True)
+    longest = size.quantile(cap).clamp_min(1e-12)
+    step = 2 * lim / max(1, resolution - 1)                                # grid spacing
+    arrows = vectors / size.clamp_min(1e-12) * (size.clamp(max=longest) / longest) * 0.9 * step
+    fig, ax = _axes(ax)
+    if points is not None:
+        validate.tensor("points", points, ndim=2, dtype="float", shape=(None, 2))
+        p = points.detach().cpu()
+        ax.scatter(p[:, 0], p[:, 1], s=4, alpha=0.45, color="C1", zorder=1, linewidths=0,
+                   label=labels[0])
+    ax.quiver(grid[:, 0], grid[:, 1], arrows[:, 0], arrows[:, 1], color="C0", angles="xy",
+              scale_units="xy", scale=1, width=0.008, headwidth=3.5, headlength=4,
+              headaxislength=3.5, zorder=2, label=labels[1])
+    pad = step
+    ax.set(xlim=(-lim - pad, lim + pad), ylim=(-lim - pad, lim + pad), aspect="equal")
+    if title:
+        ax.set_title(title)
+    return fig
+
 
 
 def animate(frames: list[torch.Tensor], labels: list[str] | None = None, interval: int = 150):

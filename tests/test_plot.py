@@ -216,6 +216,108 @@ def test_strip_single_frame_and_bad():
         plot.strip([torch.rand(2, 2, 4, 4)])
 
 
+
+# ----------------------------------------------------------------------------- image_table
+
+def test_image_table_cells_and_labels():
+    images = torch.rand(2, 3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    fig = plot.image_table(images, col_labels=["a", "b", "c"], row_labels=["x", "y"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    for i, ax in enumerate(fig.axes):                         # row by row, one image per cell
+        r, c = divmod(i, 3)
+        np.testing.assert_allclose(np.asarray(ax.get_images()[0].get_array())[1:5, 1:5],
+                                   images[r, c, 0].numpy())
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["a", "b", "c"]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["x"]
+    assert [t.get_text() for t in fig.axes[3].texts] == ["y"]
+
+
+def test_image_table_fits_the_page():
+    width, _ = plot.image_table(torch.rand(1, 12, 1, 8, 8), row_labels=["r"]).get_size_inches()
+    assert width == pytest.approx(plot.PAGE_WIDTH)
+    width, height = plot.image_table(torch.rand(2, 2, 1, 8, 8)).get_size_inches()
+    assert width == pytest.approx(2.4) and height == pytest.approx(2.4)   # cells at most 1.2 in
+
+
+def test_image_table_bad_input():
+    with pytest.raises(ValueError, match="images must have 5 dimensions"):
+        plot.image_table(torch.rand(3, 1, 8, 8))
+    with pytest.raises(ValueError, match="col_labels needs one label for each of the 3 cols"):
+        plot.image_table(torch.rand(1, 3, 1, 8, 8), col_labels=["a"])
+    with pytest.raises(ValueError, match="row_labels"):
+        plot.image_table(torch.rand(2, 3, 1, 8, 8), row_labels=["a"])
+
+
+# ----------------------------------------------------------------------------- attention_map
+
+def test_attention_map_shows_weights_and_characters():
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    fig = plot.attention_map(weights, "a b", title="head")
+    ax = fig.axes[0]
+    np.testing.assert_allclose(_shown(fig), weights.numpy())
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["a", "\u2423", "b"] == [t.get_text() for t in ax.get_yticklabels()]
+    assert ax.get_xlabel().startswith("key") and ax.get_ylabel().startswith("query")
+    assert ax.get_title() == "head"
+    assert [t.get_text() for t in plot.attention_map(torch.eye(2), ["x", "\n"]).axes[0]
+            .get_xticklabels()] == ["x", "\u21b5"]
+
+
+def test_attention_map_bad_input():
+    with pytest.raises(ValueError, match=r"shape \(L, L\) for the L = 2 tokens"):
+        plot.attention_map(torch.eye(3), "ab")
+    with pytest.raises(ValueError, match="weights must lie in"):
+        plot.attention_map(2 * torch.eye(2), "ab")
+    with pytest.raises(ValueError, match="weights must have 2 dimensions"):
+        plot.attention_map(torch.eye(2)[None], "ab")
+
+
+# ----------------------------------------------------------------------------- vector_field
+
+def _arrows(fig):
+    quiver = fig.axes[0].collections[-1]
+    return np.asarray(quiver.X), np.asarray(quiver.Y), np.asarray(quiver.U), np.asarray(quiver.V)
+
+
+def test_vector_field_directions_and_capped_lengths():
+    """A field that points to the origin with a size equal to the distance: arrows point
+    inwards, grow with the distance up to the cap, and none is longer than the grid spacing."""
+    fig = plot.vector_field(lambda p: -p, lim=2.0, resolution=5, cap=0.5, title="pull")
+    x, y, u, v = _arrows(fig)
+    assert len(x) == 25 and fig.axes[0].get_title() == "pull"
+    size = np.hypot(x, y)
+    length = np.hypot(u, v)
+    away = size > 0
+    np.testing.assert_allclose((u * x + v * y)[away] / (length * size)[away], -1, atol=1e-6)
+    spacing = 1.0
+    median = np.quantile(size, 0.5)
+    np.testing.assert_allclose(length, 0.9 * spacing * np.minimum(size, median) / median, atol=1e-6)
+
+
+def test_vector_field_over_points_with_legend_labels():
+    pts = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    fig = plot.vector_field(lambda p: torch.ones_like(p), points=pts, labels=("samples", "-eps"))
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), pts.numpy())
+    assert [c.get_label() for c in ax.collections] == ["samples", "-eps"]
+    x, y, u, v = _arrows(fig)
+    np.testing.assert_allclose(u, v)                          # a constant field: equal arrows
+    assert ax.get_aspect() == 1.0
+
+
+def test_vector_field_bad_input():
+    with pytest.raises(TypeError, match="field must be a function"):
+        plot.vector_field(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"field\(grid\) must have shape"):
+        plot.vector_field(lambda p: p[:, :1])
+    with pytest.raises(ValueError, match="cap"):
+        plot.vector_field(lambda p: p, cap=0)
+    with pytest.raises(ValueError, match="lim"):
+        plot.vector_field(lambda p: p, lim=-1)
+    with pytest.raises(ValueError, match="points"):
+        plot.vector_field(lambda p: p, points=torch.zeros(3, 3))
+
+
 # ----------------------------------------------------------------------------- animate
 
 def test_animate_frames():
