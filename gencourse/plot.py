@@ -168,7 +168,8 @@ def image_table(images: torch.Tensor, col_labels: list[str] | None = None,
         if labels is not None and len(labels) != n:
             raise ValueError(f"{name} needs one label for each of the {n} {name[:3]}s, got {len(labels)}")
     margin = 0.5 if row_labels else 0.0                                    # inches for row labels
-    panel = min(1.2, (PAGE_WIDTH - margin) / cols) if panel is None else panel
+    # the cells fill the figure, and a notebook's tight bounding box adds 0.1 inch on each side
+    panel = min(1.2, (PAGE_WIDTH - 0.2 - margin) / cols) if panel is None else panel
     title = 0.25 if col_labels else 0.0
     fig, axes = plt.subplots(rows, cols, squeeze=False,
                              figsize=(margin + panel * cols, title + panel * rows))

@@ -234,7 +234,7 @@ def test_image_table_cells_and_labels():
 
 def test_image_table_fits_the_page():
     width, _ = plot.image_table(torch.rand(1, 12, 1, 8, 8), row_labels=["r"]).get_size_inches()
-    assert width == pytest.approx(plot.PAGE_WIDTH)
+    assert width == pytest.approx(plot.PAGE_WIDTH - 0.2)     # with the 0.1 inch pads of a notebook
     width, height = plot.image_table(torch.rand(2, 2, 1, 8, 8)).get_size_inches()
     assert width == pytest.approx(2.4) and height == pytest.approx(2.4)   # cells at most 1.2 in
 
