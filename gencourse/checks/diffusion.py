@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import diffusion
-from . import call, close, describe, expect_tensor, fixed, graded, mismatch, observe, passed, seeded
+from . import call, close, describe, expect_tensor, fixed, graded, mismatch, observe, passed, seeded, use  # noqa: F401  (use: for the lab)
 
 
 def _schedule() -> diffusion.NoiseSchedule:
