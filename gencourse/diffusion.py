@@ -327,13 +327,28 @@ def noise_prediction_loss(denoiser: nn.Module, schedule: NoiseSchedule, x0: torc
     return F.mse_loss(denoiser(xt, t) if y is None else denoiser(xt, t, y), eps)
 
 
+def training_loss(model: "DiffusionModel", x0: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss of one step of Ho et al.'s Algorithm 1 on a batch x0 (B, *shape) in model space
+    (chapter 2, lab 02): one step t per example, uniform over the code's 0 .. T-1 (the book's 1 .. T),
+    noise eps ~ N(0, I), and `noise_prediction_loss` at x_t. With labels y (B,), each is first replaced
+    by "no label" with chance model.config.label_dropout, so that the one network also learns the
+    unconditional prediction that classifier-free guidance needs (Ho & Salimans)."""
+    t = torch.randint(0, model.schedule.timesteps, (len(x0),), device=x0.device)
+    eps = torch.randn_like(x0)
+    if y is not None:
+        y = model.denoiser.label.drop(y, model.config.label_dropout)   # learn "no label" too
+    return noise_prediction_loss(model.denoiser, model.schedule, x0, t, eps, y)
+
+
 # ----------------------------------------------------------------------------- the model
 
 class DiffusionModel(nn.Module):
     """A denoiser and a schedule, joined for `train.fit()` and the samplers (chapter 2).
 
-    loss(batch) -> {"loss": mean squared error between eps and eps_pred}; batches
-    are x (B, *shape) or (x, y) for a class-conditional model; images in [0, 1].
+    loss(batch) -> {"loss": self.objective(self, x0) or, for a class-conditional
+    model, self.objective(self, x0, y)}, with x0 the batch in model space:
+    `training_loss` unless lab 02 plugs in the learner's. Batches are x (B, *shape)
+    or (x, y) for a class-conditional model; images in [0, 1].
     sample(n, generator=..., y=..., guidance=..., steps=...) draws by DDPM, or by
     DDIM when `steps` is given. No likelihood is computed here (the ELBO of
     diffusion exists, but the course does not evaluate it).
@@ -351,6 +366,7 @@ class DiffusionModel(nn.Module):
         self.num_classes = config.num_classes
         self.schedule = NoiseSchedule.make(config.schedule, config.timesteps)
         self.denoiser = make_denoiser(config)
+        self.objective = training_loss   # objective(model, x0[, y]) -> the scalar loss of one batch
 
     # -- data space <-> model space
     def to_model(self, x: torch.Tensor) -> torch.Tensor:
@@ -377,13 +393,11 @@ class DiffusionModel(nn.Module):
     def loss(self, batch) -> dict[str, torch.Tensor]:
         x, y = unpack(batch)
         x0 = self.to_model(validate.tensor("x", x, dtype="float", shape=(None, *self.shape)))
-        t = torch.randint(0, self.schedule.timesteps, (len(x0),), device=x0.device)
-        eps = torch.randn_like(x0)
-        if self.num_classes:
-            if y is None:
-                raise ValueError("a class-conditional model trains on (images, labels) batches")
-            y = self.denoiser.label.drop(self._labels(y, len(x0)), self.config.label_dropout)  # learn "no label" too
-        return {"loss": noise_prediction_loss(self.denoiser, self.schedule, x0, t, eps, y)}
+        if not self.num_classes:
+            return {"loss": self.objective(self, x0)}
+        if y is None:
+            raise ValueError("a class-conditional model trains on (images, labels) batches")
+        return {"loss": self.objective(self, x0, self._labels(y, len(x0)))}
 
     def predict_noise(self, xt: torch.Tensor, t: int, y: torch.Tensor | None = None,
                       guidance: float | None = None) -> torch.Tensor:
