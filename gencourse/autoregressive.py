@@ -167,9 +167,9 @@ class Block(nn.Module):
     def __init__(self, config: GPTConfig, layer: int = 0, attention=None):
         super().__init__()
         self.ln1 = nn.LayerNorm(config.n_embd)
-        self.attn = CausalSelfAttention(config, layer) if attention is None else attention(config.n_embd,
-                                                                                            config.n_head)
-        self.caches = attention is None
+        own = attention is None or attention is CausalSelfAttention
+        self.attn = CausalSelfAttention(config, layer) if own else attention(config.n_embd, config.n_head)
+        self.caches = own
         self.ln2 = nn.LayerNorm(config.n_embd)
         self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd), nn.GELU(),
                                  nn.Linear(4 * config.n_embd, config.n_embd), nn.Dropout(config.dropout))
@@ -215,7 +215,7 @@ class GPT(nn.Module):
             raise TypeError(f"attention must be a module class, called as attention(n_embd, n_head), got "
                             f"{type(attention).__name__}")
         self.config = config
-        self.supports_cache = attention is None        # another attention module has no KV cache
+        self.supports_cache = attention in (None, CausalSelfAttention)   # another module has no KV cache
         self.tok_emb = nn.Embedding(config.vocab_size, config.n_embd)
         self.pos_emb = nn.Embedding(config.block_size, config.n_embd)   # learned positions, as in GPT
         self.drop = nn.Dropout(config.dropout)
@@ -322,7 +322,7 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     if top_p is not None:
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-        logits = _nucleus(logits, top_p)
+        logits = nucleus(logits, top_p)
     return logits.softmax(dim=-1)
 
 
@@ -334,8 +334,9 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(probs.to(where), 1, generator=generator).squeeze(-1).to(probs.device)
 
 
-def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Mask all tokens outside the smallest most-likely set with probability >= top_p."""
+def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus (top-p) filtering (chapter 1, lab 01): logits (B, V) with -inf outside the smallest set of
+    most likely tokens whose probability reaches top_p; the kept logits are unchanged."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     mass_before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
     drop_sorted = mass_before >= top_p                      # already covered p without this token
@@ -343,31 +344,51 @@ def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def generate(model: GPT, tokens: torch.Tensor, steps: int, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True,
-             vocab_limit: int | None = None) -> torch.Tensor:
-    """The sampling loop: append `steps` tokens to `tokens` (B, T0), one at a time (chapter 1).
+def sample_loop(model: GPT, tokens: torch.Tensor, steps: int, sample) -> torch.Tensor:
+    """The sampling loop at its plainest: append `steps` tokens to `tokens` (B, T0), one at a time (lab 01).
 
-    Without a cache every step runs the model over the whole (cropped) prefix.
-    With one, the prompt is read once and each later step feeds only the
-    newest token. Past the context length the prefix must be cropped, which
-    shifts every position, so the loop falls back to recomputing.
-    vocab_limit restricts sampling to tokens below it (the image model's pixels).
+    Each step crops the sequence to the model's context, runs the model, and hands the logits of the
+    last position (B, V) to `sample`, which returns one token per row (B,). Returns (B, T0 + steps).
     """
     validate.tensor("tokens", tokens, ndim=2, dtype="int")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"the number of new tokens must be an int >= 0, got {steps!r}")
-    block = model.config.block_size
-    cache = KVCache(model.config.n_layer) if use_cache and getattr(model, "supports_cache", True) else None
     with evaluating(model):
         for _ in range(steps):
-            if cache is not None and tokens.shape[1] <= block:
+            logits = model(tokens[:, -model.config.block_size:])[:, -1]         # (B, V) at the last position
+            tokens = torch.cat([tokens, sample(logits)[:, None]], dim=1)
+    return tokens
+
+
+def generate(model: GPT, tokens: torch.Tensor, steps: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True,
+             vocab_limit: int | None = None) -> torch.Tensor:
+    """sample_loop with sample_next's sampler, and a KV cache by default (chapter 1).
+
+    Without a cache every step runs the model over the whole (cropped) prefix.
+    With one, the prompt is read once and each later step feeds only the
+    newest token. Past the context length the prefix must be cropped, which
+    shifts every position, so the loop falls back to recomputing. A model
+    built with another attention module (GPT(config, attention=...)) has no
+    cache. vocab_limit restricts sampling to tokens below it (the image model's pixels).
+    """
+    def sample(logits):
+        logits = logits if vocab_limit is None else logits[:, :vocab_limit]
+        return sample_next(logits, temperature, top_k, top_p, generator=generator)
+
+    if not (use_cache and getattr(model, "supports_cache", True)):
+        return sample_loop(model, tokens, steps, sample)
+    validate.tensor("tokens", tokens, ndim=2, dtype="int")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"the number of new tokens must be an int >= 0, got {steps!r}")
+    block, cache = model.config.block_size, KVCache(model.config.n_layer)
+    with evaluating(model):
+        for _ in range(steps):
+            if tokens.shape[1] <= block:
                 logits = model(tokens[:, len(cache):], cache)[:, -1]      # only what the cache has not seen
             else:
                 logits = model(tokens[:, -block:])[:, -1]                 # (B, V) at the last position
-            if vocab_limit is not None:
-                logits = logits[:, :vocab_limit]
-            tokens = torch.cat([tokens, sample_next(logits, temperature, top_k, top_p, generator=generator)[:, None]], dim=1)
+            tokens = torch.cat([tokens, sample(logits)[:, None]], dim=1)
     return tokens
 
 

@@ -61,7 +61,7 @@ def _lab_budgets(images: str) -> dict[str, train.TrainConfig]:
     full = train.TrainConfig.full
     game = dict(schedule="constant", grad_clip=None)
     if images == "digits":
-        return {"autoregressive": fast(steps=500, batch_size=32, lr=3e-3, warmup=50, eval_every=200,
+        return {"autoregressive": fast(steps=1000, batch_size=64, lr=3e-3, warmup=50, eval_every=200,
                                        eval_batches=5),
                 "diffusion": fast(steps=3300, batch_size=256, lr=2e-3, warmup=100, ema_decay=0.998),
                 "GAN": fast(steps=2000, batch_size=128, lr=1e-3, ema_decay=0.995, **game),

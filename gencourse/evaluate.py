@@ -259,17 +259,17 @@ class Frechet:
         return f"Frechet distance {self.distance:.1f} ({self.ratio:.1f}x the floor of {self.floor:.1f} for {self.n} real digits)"
 
 
-_FLOORS: dict[tuple[str, int], float] = {}
+_FLOORS: dict[tuple[str, int, bool], float] = {}
 
 
-def _real_features(name: str):
+def _real_features(name: str, binarize: bool = False):
     model = classifier(name)
-    test = data.images(name, "test").tensors[0]
-    held_out = torch.cat([data.images(name, s).tensors[0] for s in ("val", "train")])
+    test = data.images(name, "test", binarize=binarize).tensors[0]
+    held_out = torch.cat([data.images(name, s, binarize=binarize).tensors[0] for s in ("val", "train")])
     return _batched(model.features, test), _batched(model.features, held_out)
 
 
-def frechet_distance(samples: torch.Tensor, dataset: str) -> Frechet:
+def frechet_distance(samples: torch.Tensor, dataset: str, binarize: bool = False) -> Frechet:
     """Frechet distance between samples and the real test split of `dataset`, in its classifier's
     features (lab 00).
 
@@ -277,17 +277,20 @@ def frechet_distance(samples: torch.Tensor, dataset: str) -> Frechet:
     in [0, 1] (values outside are clipped). The floor compares the first N real
     digits that are not in the test split (the validation split, then the
     training split) with the same test split: what real digits reach at that
-    sample count.
+    sample count. binarize=True compares with binarized real digits, for
+    models of binary pixels (lab 01): grey real digits would count their
+    greys against them.
     """
     name = _check_images(samples, dataset, "samples")
-    test_f, held_f = _real_features(name)
+    test_f, held_f = _real_features(name, binarize)
     n = len(samples)
     if n < 2 or n > len(held_f):
         raise ValueError(f"samples must hold between 2 and {len(held_f)} images for a floor to compare with, got {n}")
-    if (name, n) not in _FLOORS:
-        _FLOORS[(name, n)] = frechet_from_features(held_f[:n], test_f)
+    key = (name, n, binarize)
+    if key not in _FLOORS:
+        _FLOORS[key] = frechet_from_features(held_f[:n], test_f)
     distance = frechet_from_features(_batched(classifier(name).features, samples), test_f)
-    return Frechet(distance, _FLOORS[(name, n)], n)
+    return Frechet(distance, _FLOORS[key], n)
 
 
 # ----------------------------------------------------------------------------- 2-D samples

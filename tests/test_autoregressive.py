@@ -419,3 +419,40 @@ def test_raster_frames_reveal_pixels_in_raster_order():
     assert torch.equal(flat[:, :16], images.flatten(1)[:, :16]) and torch.all(flat[:, 16:] == 0.5)
     with pytest.raises(ValueError, match="images"):
         ar.raster_frames(torch.rand(3, 64))
+
+
+def test_a_gpt_trains_and_samples_with_another_attention_module():
+    """Lab 01 builds its GPT with the learner's module: GPT(config, attention=cls), cls(n_embd, n_head).
+    With the reference's weights it computes what the reference computes; it samples without a cache."""
+    class Plain(torch.nn.Module):
+        def __init__(self, n_embd, n_head):
+            super().__init__()
+            self.n_head = n_head
+            self.qkv, self.proj = torch.nn.Linear(n_embd, 3 * n_embd), torch.nn.Linear(n_embd, n_embd)
+
+        def forward(self, x):
+            B, L, C = x.shape
+            q, k, v = (t.view(B, L, self.n_head, -1).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+            return self.proj(ar.attention(q, k, v).transpose(1, 2).reshape(B, L, C))
+
+    config = ar.GPTConfig(vocab_size=7, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    torch.manual_seed(0)
+    reference, mine = ar.GPT(config), ar.GPT(config, attention=Plain)
+    assert ar.GPT(config, attention=ar.CausalSelfAttention).supports_cache
+    assert not mine.supports_cache
+    mine.load_state_dict(reference.state_dict())
+    tokens = torch.randint(0, 7, (3, 8))
+    assert torch.allclose(mine(tokens), reference(tokens), atol=1e-5)
+    out = mine.sample(2, max_new_tokens=12, generator=torch.Generator().manual_seed(0))   # past the context
+    again = reference.sample(2, max_new_tokens=12, generator=torch.Generator().manual_seed(0), use_cache=False)
+    assert torch.equal(out, again)
+    with pytest.raises(TypeError, match="attention must be a module class"):
+        ar.GPT(config, attention=3)
+
+
+def test_the_sampling_loop_crops_and_hands_the_last_logits_to_the_sampler():
+    config = ar.GPTConfig(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=8)
+    seen = []
+    out = ar.sample_loop(ar.GPT(config), torch.zeros(2, 1, dtype=torch.long), 6,
+                         lambda logits: seen.append(tuple(logits.shape)) or logits.argmax(-1))
+    assert out.shape == (2, 7) and seen == [(2, 5)] * 6

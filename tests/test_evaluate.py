@@ -379,6 +379,15 @@ def test_frechet_distance_floor_is_the_held_out_split(trained):
     assert result.ratio == pytest.approx(1.0)
 
 
+def test_frechet_distance_of_binary_samples_compares_with_binarized_digits(trained):
+    """Lab 01's models draw binary pixels: against binarized real digits, binarized held-out digits are at
+    the floor, while against grey ones the same digits look far off."""
+    val = data.digits("val", binarize=True).tensors[0]
+    binary = evaluate.frechet_distance(val, "digits", binarize=True)
+    assert binary.distance == pytest.approx(binary.floor, rel=1e-9)
+    assert evaluate.frechet_distance(val, "digits").ratio > 1.5
+
+
 def test_frechet_distance_noise_is_far(trained):
     noise = torch.rand(180, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     assert evaluate.frechet_distance(noise, "digits").ratio > 5

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import autoregressive as ar
-from . import call, close, describe, expect_tensor, fixed, graded, mismatch, observe, passed, recognise, seeded
+from . import (call, close, describe, expect_tensor, fixed, graded, mismatch, observe, passed,  # noqa: F401
+               recognise, seeded, use)  # use: for the lab
 
 
 def _qkv(seed: int, shape=(2, 3, 5, 8)):
@@ -396,7 +397,8 @@ def _sampler(seed: int):
     return lambda logits: ar.sample_next(logits, generator=g)
 
 
-@graded("gencourse.autoregressive.generate", "gencourse.autoregressive.GPT.sample")
+@graded("gencourse.autoregressive.sample_loop", "gencourse.autoregressive.generate",
+        "gencourse.autoregressive.GPT.sample")
 def generate(fn) -> None:
     """Exercise 1.7: fn(model, tokens, steps, sample) appends `steps` tokens, one network call per token."""
     model, prompt = _loop_parts()
@@ -412,7 +414,7 @@ def generate(fn) -> None:
 
     got = call("1.7", fn, model, prompt.clone(), _STEPS, sample)
     shapes = observe("the logits your loop sampled from", lambda: list(seen))
-    want = ar.generate(model, prompt, _STEPS, generator=seeded(20), use_cache=False)
+    want = ar.sample_loop(model, prompt, _STEPS, _sampler(20))
     if isinstance(got, torch.Tensor) and tuple(got.shape) == (3, _STEPS) and torch.equal(got, want[:, _PROMPT_LEN:]):
         raise AssertionError("Exercise 1.7: you return only the new tokens; return the whole sequences, the "
                              f"prompt included: shape (3, {_PROMPT_LEN} + {_STEPS}).")
@@ -477,7 +479,7 @@ def _nucleus_slips(logits, p) -> list:
     return [(value, message) for value, message in slips if not torch.equal(value, logits)]   # only real changes
 
 
-@graded("gencourse.autoregressive.next_token_probs", "gencourse.autoregressive._nucleus")
+@graded("gencourse.autoregressive.next_token_probs", "gencourse.autoregressive.nucleus")
 def nucleus(fn) -> None:
     """Exercise 1.8: logits with -inf outside the smallest set of most likely tokens whose probability >= p."""
     for logits, p in _nucleus_cases():
@@ -486,7 +488,7 @@ def nucleus(fn) -> None:
         if not isinstance(got, torch.Tensor) or got.shape != logits.shape:
             raise AssertionError(f"Exercise 1.8: return logits of the same shape {tuple(logits.shape)}, with "
                                  f"-inf where a token is dropped; got {describe(got)} {where}.")
-        want = ar._nucleus(logits, p)
+        want = ar.nucleus(logits, p)
         same_mask = torch.equal(torch.isneginf(got), torch.isneginf(want))
         if not same_mask or not close(got.masked_fill(torch.isneginf(got), 0.0),
                                       want.masked_fill(torch.isneginf(want), 0.0)):
