@@ -352,6 +352,7 @@ def multi_head_attention(cls) -> None:
         module.eval()
         with torch.no_grad():
             return module(inputs)
+    your_module.__name__ = "your module's forward"   # what the messages call it
 
     got = expect_tensor("1.6", "the module's output", call("1.6", your_module, x), tuple(x.shape))
     with torch.no_grad():
