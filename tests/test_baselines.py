@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from gencourse import baselines, train
+from gencourse import baselines, data, train
 
 
 
@@ -85,7 +85,98 @@ def test_mixture_learns_two_clusters_with_fit():
     assert torch.allclose(m.log_scales.exp(), torch.full((2, 2), 0.3), atol=0.05)
 
 
+# ----------------------------------------------------------------------------- a mixture of independent pixels
+
+def _two_patterns():
+    """Two near-deterministic components over (1, 2, 2): one on the left column, one on the right."""
+    probs = torch.tensor([[[[0.99, 0.01], [0.99, 0.01]]], [[[0.01, 0.99], [0.01, 0.99]]]])
+    return torch.tensor([0.7, 0.3]).log(), probs
+
+
+def test_mixture_nll_by_hand():
+    log_weights, probs = _two_patterns()
+    x = _binary(5, seed=3).view(5, 1, 2, 3)[..., :2].contiguous()
+    got = baselines.mixture_nll(log_weights, probs, x)
+    for image, value in zip(x, got.tolist()):
+        p = sum(w * math.exp(-baselines.bernoulli_nll(pk, image[None]).item())
+                for w, pk in zip(log_weights.exp().tolist(), probs))
+        assert value == pytest.approx(-math.log(p), rel=1e-5)
+
+
+def test_mixture_of_one_is_independent_pixels():
+    x = _binary(6)
+    probs = baselines.pixel_probabilities(x)
+    assert torch.allclose(baselines.mixture_nll(torch.zeros(1), probs[None], x), baselines.bernoulli_nll(probs, x))
+    log_weights, new = baselines.em_step(x, torch.zeros(1), torch.full((1, 1, 2, 3), 0.3))
+    assert torch.allclose(new[0], probs) and log_weights.tolist() == [0.0]      # one step: exercise 0.1's counts
+
+
+def test_mixture_nll_survives_where_probabilities_underflow():
+    probs = torch.full((3, 1, 28, 28), 0.02)
+    x = torch.ones(2, 1, 28, 28)                                                # each component: 784 * log 0.02
+    nll = baselines.mixture_nll(torch.full((3,), -math.log(3)), probs, x)
+    assert torch.isfinite(nll).all() and nll.tolist() == pytest.approx([-784 * math.log(0.02)] * 2, rel=1e-5)
+
+
+def test_em_step_raises_the_likelihood_and_keeps_probabilities_inside():
+    x = data.images("digits", "train", binarize=True).tensors[0][:300]
+    model = baselines.BernoulliMixture(6, generator=_g(0))
+    nlls = []
+    for _ in range(8):
+        model.log_weights, model.probs = baselines.em_step(x, model.log_weights, model.probs)
+        nlls.append(float(-model.log_prob(x).mean()))
+        assert math.isclose(float(model.log_weights.exp().sum()), 1.0, rel_tol=1e-5)
+        assert 0 < model.probs.min() and model.probs.max() < 1
+    assert all(b <= a + 0.05 for a, b in zip(nlls, nlls[1:])), nlls
+    coins = baselines.bernoulli_nll(baselines.pixel_probabilities(x), x).mean()
+    assert nlls[-1] < float(coins) - 2                                            # the latent variable pays
+
+
+def test_em_step_by_hand():
+    x = torch.tensor([[[[1.0, 0.0]]], [[[1.0, 0.0]]], [[[0.0, 1.0]]]])        # (3, 1, 1, 2)
+    log_weights = torch.tensor([0.5, 0.5]).log()
+    probs = torch.tensor([[[[0.9, 0.1]]], [[[0.1, 0.9]]]])
+    r = baselines.responsibilities(log_weights, probs, x)
+    assert r[:, 0].tolist() == pytest.approx([81 / 82, 81 / 82, 1 / 82], rel=1e-5)
+    new_log_weights, new_probs = baselines.em_step(x, log_weights, probs)
+    counts = r.sum(0)
+    assert new_log_weights.exp().tolist() == pytest.approx(((counts + 1) / 5).tolist(), rel=1e-5)
+    on = (r[:, 0] * x[:, 0, 0, 0]).sum()
+    assert new_probs[0, 0, 0, 0].item() == pytest.approx(((on + 1) / (counts[0] + 2)).item(), rel=1e-5)
+
+
+def test_bernoulli_mixture_samples_follow_weights_and_components():
+    model = baselines.BernoulliMixture(2, shape=(1, 2, 2))
+    model.log_weights, model.probs = _two_patterns()
+    s = model.sample(4000, generator=_g(1))
+    assert s.shape == (4000, 1, 2, 2) and set(s.unique().tolist()) <= {0.0, 1.0}
+    left = (s[:, 0, :, 0].sum(1) == 2) & (s[:, 0, :, 1].sum(1) == 0)
+    assert float(left.float().mean()) == pytest.approx(0.7 * 0.99**4, abs=0.03)   # whole images, not pixels
+    assert torch.equal(s, model.sample(4000, generator=_g(1)))
+
+
+def test_complete_keeps_what_is_seen_and_follows_the_posterior():
+    log_weights, probs = _two_patterns()
+    observed = torch.tensor([[[True, True], [False, False]]])                    # the top row is seen
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 0.0]]]]).repeat(500, 1, 1, 1)         # top row says "right"; bottom lies
+    filled = baselines.complete(log_weights, probs, x, observed, generator=_g(2))
+    assert torch.equal(filled[:, :, 0], x[:, :, 0])
+    right = (filled[:, 0, 1] == torch.tensor([0.0, 1.0])).all(dim=1).float().mean()
+    assert right > 0.95                                 # the posterior, from the seen row only, says "right"
+    assert torch.equal(filled, baselines.complete(log_weights, probs, x, observed, generator=_g(2)))
+    nothing_seen = baselines.complete(log_weights, probs, x, torch.zeros(1, 2, 2, dtype=torch.bool), generator=_g(3))
+    left = (nothing_seen[:, 0, 1] == torch.tensor([1.0, 0.0])).all(dim=1).float().mean()
+    assert float(left) == pytest.approx(0.7 * 0.99**2, abs=0.06)                # the prior
+
+
 @pytest.mark.parametrize("call, exc, match", [
+    (lambda: baselines.mixture_nll(torch.zeros(2), torch.full((3, 1, 2, 2), 0.5), torch.zeros(1, 1, 2, 2)),
+     ValueError, r"probs must have shape \(K, C, H, W\) with K = len\(log_weights\) = 2"),
+    (lambda: baselines.em_step(torch.zeros(1, 1, 3, 2), torch.zeros(1), torch.full((1, 1, 2, 2), 0.5)),
+     ValueError, r"x must have shape \(N, 1, 2, 2\)"),
+    (lambda: baselines.complete(torch.zeros(1), torch.full((1, 1, 2, 2), 0.5), torch.zeros(1, 1, 2, 2),
+                                torch.ones(1, 2, 2)), TypeError, "observed must be a boolean mask"),
+    (lambda: baselines.BernoulliMixture(0), ValueError, "components must be at least 1"),
     (lambda: baselines.GaussianMixture(0), ValueError, "components must be at least 1"),
     (lambda: baselines.GaussianMixture(2.0), TypeError, "components must be an int"),
     (lambda: baselines.GaussianMixture(2, dim=0), ValueError, "dim must be at least 1"),

@@ -102,6 +102,7 @@ class Model:
     ratio: float = 0.5
     keras: bool = False
     score: Callable | None = None     # what falls when it overfits (model, batch) -> float; default: the loss
+    train: Callable | None = None     # (model, batch, steps) for a model that train.fit does not train
 
 
 def _distance_to_batch(model, batch) -> float:
@@ -121,11 +122,19 @@ def _exp_loss(model, batch) -> float:
     return math.exp(float(terms["loss"]))
 
 
+def _em(model, batch, steps):
+    """The mixture of independent pixels trains by EM's closed-form steps, not by gradients."""
+    for _ in range(steps):
+        model.log_weights, model.probs = baselines.em_step(batch, model.log_weights, model.probs)
+
+
 MODELS = [
     Model("gaussian_mixture", lambda: baselines.GaussianMixture(8), _points, (2,), low_high=None, lr=5e-2,
           ratio=0.6),
     Model("independent_pixels", lambda: baselines.IndependentPixels((1, 4, 4)),
           lambda: _binary(1).repeat(16, 1, 1, 1), (1, 4, 4), lr=1e-1),
+    Model("bernoulli_mixture", lambda: baselines.BernoulliMixture(3, shape=(1, 4, 4), generator=_g(6)),
+          lambda: _binary(2).repeat(8, 1, 1, 1), (1, 4, 4), steps=5, train=_em),
     Model("gpt", lambda: ar.GPT(_tiny_gpt()), _windows, (6,), dict(prompt=torch.tensor([1, 2]), max_new_tokens=4),
           tokens=True, low_high=(0, 6)),
     Model("image_ar", lambda: ar.ImageAR(ar.ImageARConfig(side=4, n_layer=1, n_head=2, n_embd=16, dropout=0.0)),
@@ -215,7 +224,7 @@ def test_sample_shape_dtype_device_and_range(case):
     x = model.sample(5, generator=_g(), **spec.condition)
     assert tuple(x.shape) == (5, *spec.shape)
     assert x.dtype == (torch.long if spec.tokens else torch.float32)
-    assert x.device == next(model.parameters()).device
+    assert x.device == next(iter([*model.parameters(), *model.buffers()])).device
     if spec.low_high:
         assert spec.low_high[0] <= x.min() and x.max() <= spec.low_high[1], "samples leave the data's range"
     assert torch.isfinite(x.float()).all()
@@ -276,7 +285,9 @@ def test_a_tiny_model_overfits_one_batch(case):
     batch = spec.batch()
     score = spec.score or (lambda model, batch: _mean_loss(spec, model, batch))
     before = score(model, batch)
-    if spec.keras:
+    if spec.train:
+        spec.train(model, batch, spec.steps)
+    elif spec.keras:
         x, y = batch if isinstance(batch, tuple) else (batch, None)
         reps = spec.steps
         xs = x.repeat(reps, *[1] * (x.dim() - 1)).numpy()
