@@ -78,6 +78,31 @@ def test_top_level_region_numbered_from_first_k_and_lines_after_kept():
     assert regions[0].what == ""
 
 
+CLASS_BODY = '''class Coin:
+    """A coin."""
+    # BEGIN SOLUTION: the whole class
+    # HINT: keep p
+    def __init__(self, p):
+        self.p = p
+
+    def flip(self):
+        return self.p
+    # END SOLUTION
+'''
+
+
+def test_region_of_methods_becomes_an_init_that_raises():
+    source, regions = labs.transform_source(CLASS_BODY, 0, 4)
+    assert source.splitlines() == ["class Coin:", '    """A coin."""', "    # HINT: keep p",
+                                   "    def __init__(self, *args, **kwargs):",
+                                   '        raise NotImplementedError("Exercise 0.4: the whole class")']
+    space = {}
+    exec(compile(source, "cell", "exec"), space)            # the class is defined ...
+    with pytest.raises(NotImplementedError, match="Exercise 0.4"):
+        space["Coin"](0.5)                                   # ... and building it says what to write
+    assert labs.transform_source(CLASS_BODY, 0, 4, filled={4})[0].count("def ") == 2
+
+
 def test_filled_region_keeps_solution_code_without_markers():
     source, _ = labs.transform_source(SQUARE, 7, 1, filled={1})
     assert source == "def square(x):\n    y = x * x\n    return y"

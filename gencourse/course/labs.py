@@ -11,7 +11,10 @@ around them:
 
 `gencourse labs` writes `labs/NN_name.ipynb` in which region k of lab N becomes
 the hint lines, then `raise NotImplementedError("Exercise N.k: what to write")`
-(regions are numbered 1, 2, ... in order of appearance). Outputs and execution
+(regions are numbered 1, 2, ... in order of appearance). A region inside a class
+body whose code starts with a method (`def` or a decorator) is the class's whole
+body: it becomes the hints and an `__init__` that raises, so the class exists
+and building it says what to write. Outputs and execution
 counts are cleared and a first markdown cell says the file is generated. The
 output is byte-stable: the same solution always gives the same bytes.
 
@@ -77,11 +80,20 @@ def exercise_message(lab_number, k, what):
     return f"Exercise {lab_number}.{k}: {what}" if what else f"Exercise {lab_number}.{k}"
 
 
-def todo_lines(indent, lab_number, k, what, hints):
-    """What replaces a region: the hints, then the raise, at the region's indent."""
+def todo_lines(indent, lab_number, k, what, hints, methods=False):
+    """What replaces a region: the hints, then the raise, at the region's indent; for a region of
+    `methods` (a class body), the raise sits in an `__init__` so that the class is still defined."""
     text = exercise_message(lab_number, k, what).replace("\\", "\\\\").replace('"', '\\"')
     out = [indent + h.lstrip() for h in hints]
+    if methods:
+        return out + [f"{indent}def __init__(self, *args, **kwargs):"] + raise_lines(indent + " " * 4, text)
     return out + raise_lines(indent, text)
+
+
+def defines_methods(region, indent):
+    """Whether a region's code opens with a method (`def` or a decorator) at its own indent."""
+    code = [line for line in region.lines if line.strip() and not line.lstrip().startswith("#")]
+    return bool(code) and bool(indent) and re.match(re.escape(indent) + r"(def |async def |@)", code[0]) is not None
 
 
 def raise_lines(indent, text):
@@ -130,7 +142,7 @@ def region_output(region, indent, lab_number, filled):
     hints = [line for line in region.lines if HINT.match(line)]
     if region.k in filled:
         return [line for line in region.lines if not HINT.match(line)]
-    return todo_lines(indent, lab_number, region.k, region.what, hints)
+    return todo_lines(indent, lab_number, region.k, region.what, hints, defines_methods(region, indent))
 
 
 # ---------------------------------------------------------------- notebooks
