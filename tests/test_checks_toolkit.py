@@ -314,6 +314,13 @@ class StubInit(M):
         raise NotImplementedError("Exercise 0.4: build the buffers")
 
 
+class LabStub(torch.nn.Module):
+    """What the generated lab holds before the exercise is done: the class, its body an __init__ that raises."""
+
+    def __init__(self, *args, **kwargs):
+        raise NotImplementedError("Exercise 0.4: the class BernoulliMixture")
+
+
 class StubMethods(M):
     def log_prob(self, x):
         raise NotImplementedError("Exercise 0.4: log_prob")
@@ -349,6 +356,7 @@ class StubMethods(M):
     (NoLikelihood, 'likelihood = "exact"'),
     (lambda *args, **kwargs: object(), "should build an nn.Module"),
     (StubInit, r" is not done yet: StubInit still raises NotImplementedError"),
+    (LabStub, r" is not done yet: LabStub still raises NotImplementedError"),
     (StubMethods, r" is not done yet: your log_prob still raises NotImplementedError"),
 ])
 def test_bernoulli_mixture_mistakes(cls, match):
