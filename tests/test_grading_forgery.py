@@ -115,8 +115,18 @@ def graded(tmp_path_factory):
     return {p.parent.name: n for p, n in zip(paths, report["notebooks"])}
 
 
-def statuses(notebook):
-    return {c["id"].split(".")[1]: (c["status"], c["points"]) for c in notebook["checks"]}
+FIRST_TWO = ("pixel_probabilities", "bernoulli_nll")    # the exercises the attempts below fill in
+
+
+def statuses(notebook, only=FIRST_TWO):
+    """{name: (status, points)} of the checks of exercises 0.1 and 0.2 (the others are left undone)."""
+    every = {c["id"].split(".")[1]: (c["status"], c["points"]) for c in notebook["checks"]}
+    return {name: every[name] for name in only}
+
+
+def later_checks(notebook):
+    """(status, points, message) of the checks of the exercises that no attempt touches."""
+    return [(c["status"], c["points"], c["message"]) for c in notebook["checks"] if c["exercise"] > 2]
 
 
 def test_replaced_check_functions_score_nothing(graded):
@@ -163,9 +173,12 @@ def test_binding_the_exercise_to_the_reference_in_another_cell_scores_zero(grade
     assert statuses(graded["rebinds_to_reference"])["pixel_probabilities"] == ("reference", 0)
 
 
-def test_an_honest_notebook_written_by_hand_scores_full_marks(graded):
+def test_an_honest_notebook_written_by_hand_scores_its_exercises(graded):
     assert statuses(graded["honest"]) == {"pixel_probabilities": ("passed", 1), "bernoulli_nll": ("passed", 1)}
     assert graded["honest"]["notes"] == []
+    later = later_checks(graded["honest"])
+    assert len(later) >= 3 and all(status == "failed" and points == 0 and "is not done yet" in message
+                                   for status, points, message in later), later
 
 
 def test_the_record_is_judged_on_the_runs_own_inputs(tmp_path):

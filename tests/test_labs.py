@@ -1,6 +1,7 @@
 """Labs generated from solutions: regions, hints, numbering, header, stability, --check."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -241,3 +242,25 @@ def test_every_real_check_names_its_references_in_the_manifest():
         for check_id, spec in entry["checks"].items():
             assert spec["references"] and all(r.startswith("gencourse.") for r in spec["references"]), check_id
             assert spec["function"] and spec["cells"], check_id
+
+
+# ----------------------------------------------------------------------------- exercises at three levels
+
+EXERCISE = re.compile(r"\*\*Exercise (\d+)\.(\d+)(?: (★{1,3}))?\.\*\*")
+AT_THE_DESIGN = ("00_toolkit", "01_autoregressive", "02_diffusion")   # labs 03-06 follow when brought up to it
+
+
+@pytest.mark.parametrize("stem", AT_THE_DESIGN)
+def test_lab_has_graded_exercises_at_three_levels(stem):
+    """design.md: at least five graded exercises, each marked with its level; two ★★ and a ★★★ at least."""
+    nb = nbformat.read(REPO / "solutions" / f"{stem}.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    found = [(int(n), int(k), level) for n, k, level in EXERCISE.findall(text)]
+    number = labs.lab_number(stem)
+    assert [k for n, k, _ in found if n == number] == list(range(1, labs.count_regions(nb) + 1)), found
+    levels = [level for _, _, level in found]
+    assert all(levels), f"every exercise says its level (★, ★★ or ★★★): {found}"
+    assert len(found) >= 5 and levels.count("★★") >= 2 and levels.count("★★★") >= 1, levels
+    checked = {cell.metadata["gencourse"]["exercise"] for cell in nb.cells
+               if cell.cell_type == "code" and "check" in cell.metadata.get("gencourse", {})}
+    assert checked == {k for _, k, _ in found}, "every exercise has a graded check cell"
