@@ -24,6 +24,7 @@ says what the grader guards against and what it cannot.
 
 import ast
 import re
+import threading
 from dataclasses import dataclass, field
 
 from gencourse.course.protocol import RECORDS_ENV, SEED_ENV
@@ -40,10 +41,17 @@ class Findings:
     notes: list = field(default_factory=list)        # harmless patches, said in the report
 
 
+# CPython 3.11 keeps ast.parse's recursion counter in state that all threads share, so two notebooks
+# scanned at once by `gencourse grade --jobs N` can fail with "SystemError: AST constructor recursion
+# depth mismatch" (seen here on 3.11.7; see python/cpython#106905): one parse at a time.
+_PARSING = threading.Lock()
+
+
 def parse(source):
     """The cell's syntax tree, magics blanked out; None when it is not valid Python."""
     try:
-        return ast.parse(MAGIC.sub("", source))
+        with _PARSING:
+            return ast.parse(MAGIC.sub("", source))
     except (SyntaxError, ValueError):
         return None
 
