@@ -131,10 +131,16 @@ def _mixture_args(log_weights: torch.Tensor, probs: torch.Tensor, x: torch.Tenso
     validate.tensor("x", x, dtype="float", shape=(None, *probs.shape[1:]), low=0.0, high=1.0)
 
 
-def component_log_likelihoods(probs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def component_log_likelihoods(probs: torch.Tensor, x: torch.Tensor,
+                              observed: torch.Tensor | None = None) -> torch.Tensor:
     """log p(x | k) in nats for every image and component: probs (K, C, H, W), images
-    (N, C, H, W) -> (N, K). Pixels whose probability is exactly 0 or 1 give -inf where they disagree."""
+    (N, C, H, W) -> (N, K). With a boolean mask `observed` (C, H, W), only the pixels it marks
+    count: the others are summed out. Pixels whose probability is exactly 0 or 1 give -inf where
+    they disagree."""
     on, off = probs.log().flatten(1), torch.log1p(-probs).flatten(1)            # (K, D) each
+    if observed is not None:
+        seen = observed.flatten()                                               # where, not *: 0 * -inf is nan
+        on, off = on.where(seen, 0.0), off.where(seen, 0.0)
     flat = x.flatten(1)                                                         # (N, D)
     return flat @ on.T + (1 - flat) @ off.T
 
@@ -217,10 +223,7 @@ def complete(log_weights: torch.Tensor, probs: torch.Tensor, x: torch.Tensor, ob
     validate.tensor("observed", observed, shape=tuple(probs.shape[1:]))
     if observed.dtype != torch.bool:
         raise TypeError(f"observed must be a boolean mask (True where a pixel is seen), got {observed.dtype}")
-    seen = observed.flatten().float()
-    on, off = probs.log().flatten(1) * seen, torch.log1p(-probs).flatten(1) * seen
-    flat = x.flatten(1)
-    posterior = log_weights + flat @ on.T + (1 - flat) @ off.T                 # (N, K), up to a constant
+    posterior = log_weights + component_log_likelihoods(probs, x, observed)   # (N, K), up to a constant
     where = generator.device if generator is not None else torch.device("cpu")
     k = torch.multinomial(posterior.softmax(dim=1).to(where), 1, generator=generator)[:, 0]
     drawn = torch.bernoulli(probs.to(where)[k], generator=generator).to(x.device)

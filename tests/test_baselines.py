@@ -276,3 +276,11 @@ def test_independent_pixels_samples_follow_the_probabilities():
 def test_independent_pixels_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_unseen_pixels_are_summed_out_even_where_a_probability_is_zero():
+    probs = torch.tensor([[[[0.0, 0.5]]], [[[1.0, 0.25]]]])                  # (2, 1, 1, 2)
+    x = torch.tensor([[[[1.0, 1.0]]]])
+    seen = torch.tensor([[[False, True]]])
+    got = baselines.component_log_likelihoods(probs, x, seen)
+    assert got[0].tolist() == pytest.approx([math.log(0.5), math.log(0.25)])
